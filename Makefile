@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine (see README):
+#   make demo   -- set up .venv and run every notebook headless into runs/demo
+#   make test   -- set up .venv and run the test suite
+#
+# TORCH selects the torch requirement. Without an NVIDIA driver it pins the CPU build that
+# installs quickly (torch==2.13.0); with one, the normal (CUDA) build. Override freely:
+#   make demo TORCH="torch==2.13.0"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+EXTRAS ?= test
+RUN ?= runs/demo
+PRESET ?= ci
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+
+.PHONY: demo test setup lab clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: setup
+	$(BIN)/cryodiff notebooks --preset $(PRESET) --out $(RUN)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: setup
+	$(BIN)/python -m pip install -q -e ".[lab]"
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from cryodiff.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Baseline denoisers the method is compared against."""

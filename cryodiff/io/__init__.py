@@ -1,0 +1,1 @@
+"""Reading and writing cryo-EM files: MRC maps/stacks, RELION STAR particles, atomic writes."""

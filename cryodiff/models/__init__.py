@@ -1,0 +1,1 @@
+"""Learned parts: the SR3 U-Net and the post-processing U-Net."""

@@ -1,0 +1,1 @@
+"""Figures for the notebooks and benchmarks, one module per topic."""

@@ -1,0 +1,1 @@
+"""Training: configuration and presets, data, checkpoints, the training loop."""

@@ -1,0 +1,1 @@
+"""ipywidgets viewers for the notebooks, one module per viewer."""

@@ -1,0 +1,76 @@
+"""Every tutorial notebook runs headless through papermill with its small (ci) parameters.
+
+The notebooks run in pipeline order into one shared run folder (02 trains on the data 01
+simulated, 04 reconstructs from it), then each test asserts on the numbers the notebook
+recorded in ``run_dir/NN_name.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cryodiff.notebook_runner import discover_notebooks, notebook_parameters, run_notebook
+
+NOTEBOOKS = discover_notebooks()
+EXPECTED = {"01_simulate_projections", "02_train_diffusion", "04_reconstruct_and_fsc"}
+
+
+def test_no_notebook_went_missing():
+    stems = {p.stem for p in NOTEBOOKS}
+    assert EXPECTED <= stems, f"missing notebooks: {sorted(EXPECTED - stems)}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_percent_script_and_notebook_are_in_sync(notebook):
+    jupytext = pytest.importorskip("jupytext")
+    script = notebook.with_suffix(".py")
+    assert script.exists(), f"{script.name} (the jupytext percent pair) is missing"
+    from_script = [(c.cell_type, c.source.strip()) for c in jupytext.read(script).cells]
+    from_notebook = [(c.cell_type, c.source.strip()) for c in jupytext.read(notebook).cells]
+    assert from_script == from_notebook, f"run `jupytext --sync {script}`"
+
+
+@pytest.fixture(scope="session")
+def shared_run_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("notebooks")
+
+
+def _check_summary(stem: str, summary: dict) -> None:
+    check = SUMMARY_CHECKS.get(stem)
+    if check is not None:
+        check(summary)
+
+
+def _check_simulate(summary: dict) -> None:
+    assert summary["n_particles"] > 0
+    assert abs(summary["measured_snr"] / summary["snr"] - 1) < 0.1
+
+
+def _check_train(summary: dict) -> None:
+    assert summary["psnr_denoised"] > summary["psnr_noisy"] + 1.0
+
+
+def _check_reconstruct(summary: dict) -> None:
+    resolutions = summary["resolution_0143_A"]
+    assert resolutions["clean"] <= resolutions["noisy"]
+
+
+SUMMARY_CHECKS = {
+    "01_simulate_projections": _check_simulate,
+    "02_train_diffusion": _check_train,
+    "04_reconstruct_and_fsc": _check_reconstruct,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes(notebook, shared_run_dir):
+    pytest.importorskip("papermill")
+    summary = run_notebook(notebook, shared_run_dir,
+                           notebook_parameters(notebook.stem, "ci", shared_run_dir))
+    assert summary, f"{notebook.stem} wrote no {notebook.stem}.json summary"
+    _check_summary(notebook.stem, summary)

@@ -1,1 +1,33 @@
-"""Baseline denoisers the method is compared against."""
+"""Baseline denoisers the method is compared against (issue 5, "Methods compared").
+
+Every baseline follows :class:`cryodiff.baselines.base.Baseline`: ``fit(DenoisingData)``
+then ``denoise(images (N, L, L), ctf (N, L, L) | None) -> (N, L, L)``. Modules are imported
+only when a baseline is made, so optional peers (bm3d, topaz-em, aspire) are needed only by
+the baselines that use them; a missing one raises :class:`cryodiff.errors.CryodiffError`
+with the install command, which the benchmark reports as "skipped".
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from cryodiff.errors import CryodiffError
+
+# name -> (module, class); the order is the order of the results table.
+BASELINES: dict[str, tuple[str, str]] = {
+    "lowpass": ("cryodiff.baselines.lowpass", "GaussianLowpass"),
+    "wiener": ("cryodiff.baselines.wiener", "WienerFilter"),
+    "bm3d": ("cryodiff.baselines.bm3d_filter", "BM3DDenoiser"),
+    "topaz": ("cryodiff.baselines.topaz", "TopazDenoiser"),
+    "noise2noise": ("cryodiff.baselines.noise2noise", "Noise2NoiseDenoiser"),
+    "supervised": ("cryodiff.baselines.supervised", "SupervisedUNet"),
+    "cwf": ("cryodiff.baselines.cwf", "CwfDenoiser"),
+}
+
+
+def make_baseline(name: str, **options):
+    """Construct the baseline called ``name`` (a key of ``BASELINES``) with ``options``."""
+    if name not in BASELINES:
+        raise CryodiffError(f"unknown baseline {name!r}; expected one of {list(BASELINES)}")
+    module, cls = BASELINES[name]
+    return getattr(importlib.import_module(module), cls)(**options)

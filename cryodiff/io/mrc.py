@@ -73,7 +73,9 @@ def _open(path: str | os.PathLike, mmap: bool):
 
 
 def _pixel_size(mrc) -> float:
-    return float(mrc.voxel_size.x)
+    # The header stores the float32 cell length (box x pixel size); 6 significant digits is
+    # what that carries, and gives back 1.7 rather than 1.6999999284744263.
+    return float(f"{float(mrc.voxel_size.x):.6g}")
 
 
 def _to_numpy_images(images: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -101,7 +103,7 @@ def read_map(path: str | os.PathLike) -> tuple[torch.Tensor, float]:
                                    axis_labels.index(1)])
     if len(set(data.shape)) != 1:
         raise CryodiffError(f"map is not cubic (shape {tuple(data.shape)})", path=path)
-    volume = np.ascontiguousarray(data, dtype=np.float32)
+    volume = np.array(data, dtype=np.float32, order="C")
     if not np.isfinite(volume).all():
         raise CryodiffError(f"map contains {int((~np.isfinite(volume)).sum())} NaN or "
                             "infinite values", path=path)
@@ -165,6 +167,48 @@ class StackFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def is_stack_file(path: str | os.PathLike) -> bool:
+    """True for an image stack (``.mrcs``, one 2D image, or a non-cubic file whose header
+    says image stack), False for a volume.
+
+    Some programs write maps with the image-stack space group 0, so a cubic ``.mrc`` is a map.
+    """
+    if Path(path).suffix.lower() == ".mrcs":
+        return True
+    with _open(path, mmap=True) as mrc:
+        shape = mrc.data.shape
+        if len(shape) < 3 or shape[0] == 1:
+            return True
+        return int(mrc.header.ispg) == 0 and len(set(shape)) != 1
+
+
+def describe_mrc(path: str | os.PathLike) -> dict:
+    """Summary of a map or stack: kind, shape, pixel size (Å), min, max, mean.
+
+    A map is validated as :func:`read_map` does (3D, cubic, finite); a stack is scanned with
+    the memory map, so it is never loaded whole.
+    """
+    if is_stack_file(path):
+        with StackFile(path) as stack:
+            kind, shape, pixel_size_A = "stack", list(stack._data.shape), stack.pixel_size_A
+            summary = _statistics(stack._data)
+    else:
+        volume, pixel_size_A = read_map(path)
+        kind, shape, summary = "map", list(volume.shape), _statistics(volume.numpy())
+    return {"path": str(path), "kind": kind, "shape": shape, "pixel_size_A": pixel_size_A,
+            **summary}
+
+
+def _statistics(data: np.ndarray) -> dict:
+    # Block by block, so a memory-mapped stack is read once without a full float64 copy.
+    low, high, total = np.inf, -np.inf, 0.0
+    for start in range(0, data.shape[0], 256):
+        block = np.asarray(data[start:start + 256], dtype=np.float64)
+        low, high = min(low, block.min()), max(high, block.max())
+        total += block.sum()
+    return {"min": float(low), "max": float(high), "mean": float(total / max(data.size, 1))}
 
 
 def stack_info(path: str | os.PathLike) -> tuple[int, int, float]:
@@ -231,12 +275,13 @@ class StackWriter:
             raise RuntimeError("StackWriter.write called outside its 'with' block")
         if data.shape[0] == 0:
             return
-        self._file.write(np.ascontiguousarray(data, dtype="<f4").tobytes())
-        values = data.astype(np.float64)
-        self._min = min(self._min, float(values.min()))
-        self._max = max(self._max, float(values.max()))
-        self._sum += float(values.sum())
-        self._sum_sq += float(np.square(values).sum())
+        data = np.ascontiguousarray(data, dtype="<f4")
+        self._file.write(memoryview(data).cast("B"))
+        flat = data.reshape(-1)
+        self._min = min(self._min, float(flat.min()))
+        self._max = max(self._max, float(flat.max()))
+        self._sum += float(flat.sum(dtype=np.float64))
+        self._sum_sq += float(np.dot(flat, flat))  # float32 BLAS: ample for a header's rms
         self.n_written += data.shape[0]
 
     def _header(self) -> bytes:

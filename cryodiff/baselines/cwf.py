@@ -1,0 +1,124 @@
+"""ASPIRE's covariance Wiener filter (CWF; Bhamre, Zhang & Singer 2016) via ``DenoiserCov2D``.
+
+CWF estimates the mean and the rotation-invariant covariance of the clean (CTF-free) images
+in a steerable Fourier-Bessel basis from all the images it is given, then applies the
+per-image Wiener filter that also undoes each image's CTF. It is transductive: the
+statistics come from the images being denoised. Its native output is the CTF-corrected
+image (target ``"clean"``); for target ``"clean_ctf"`` the CTF is re-applied afterwards.
+
+Our CTF grids (:func:`cryodiff.ctf.ctf_2d`, RELION convention, centred with the origin at
+L//2 and rows = y) are handed to ASPIRE unchanged as ``ArrayFilter``s: ASPIRE's filter grid
+has the same layout (``grid_2d(L, indexing="yx")``). :func:`aspire_ctf_filter` converts
+:class:`cryodiff.ctf.CtfParams` to ASPIRE's parametric ``CTFFilter`` for users who want it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+
+from cryodiff.baselines.base import DenoisingData, check_images, check_target
+from cryodiff.ctf import CtfParams
+from cryodiff.errors import CryodiffError
+from cryodiff.fourier import fft2_centered, ifft2_centered
+
+INSTALL_HINT = "pip install aspire (or cryodiff[peers])"
+
+
+def _aspire():
+    try:
+        import aspire.denoising
+        import aspire.operators
+        import aspire.source
+    except ImportError as error:
+        raise CryodiffError(f"CWF baseline skipped: aspire is not installed ({INSTALL_HINT})"
+                            ) from error
+    return aspire
+
+
+def aspire_ctf_filter(params: CtfParams, index: int):
+    """ASPIRE ``CTFFilter`` equal to RELION's CTF of particle ``index`` of ``params``.
+
+    ASPIRE evaluates ``h = sqrt(1-α²) sin χ' - α cos χ'`` with ``χ' = -χ_RELION``, which is
+    RELION's ``-[sqrt(1-A²) sin χ + A cos χ]``: the same function, so defocus (Å),
+    voltage (kV), Cs (mm) and amplitude contrast carry over. The astigmatism angle is in
+    radians, and the envelope is ``exp(-B' s²)`` with ``s`` in 1/nm against RELION's
+    ``exp(-B s² / 4)`` with ``s`` in 1/Å, so ``B' = B / 400``. ASPIRE has no phase shift.
+    """
+    operators = _aspire().operators
+
+    def value(field: torch.Tensor) -> float:
+        field = torch.as_tensor(field)
+        return float(field.reshape(-1)[index] if field.numel() > 1 else field)
+
+    if value(params.phase_shift_deg) != 0:
+        raise CryodiffError("ASPIRE's CTFFilter has no phase shift; use the CTF grid instead")
+    return operators.CTFFilter(
+        voltage=value(params.voltage_kV), defocus_u=value(params.defocus_u_A),
+        defocus_v=value(params.defocus_v_A),
+        defocus_ang=math.radians(value(params.defocus_angle_deg)), Cs=value(params.cs_mm),
+        alpha=value(params.amplitude_contrast), B=value(params.bfactor_A2) / 400)
+
+
+def cwf_denoise(images: torch.Tensor, ctf: torch.Tensor | None = None,
+                noise_variance: float | None = None, pixel_size_A: float = 1.0,
+                batch_size: int = 512) -> torch.Tensor:
+    """ASPIRE CWF of ``(N, L, L)`` images with per-image centred CTFs ``(N, L, L)``.
+
+    ``noise_variance`` is the white-noise variance per pixel (None: ASPIRE estimates it from
+    the image corners). Returns the CTF-corrected estimates ``(N, L, L)`` in the input's
+    dtype; ASPIRE computes in float64 here for a stable covariance estimate.
+    """
+    aspire = _aspire()
+    # ASPIRE logs every stage at INFO and warns when the raw covariance is not PSD (it
+    # projects it); neither is actionable for a baseline run.
+    logger = logging.getLogger("aspire")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        array = images.detach().cpu().double().numpy()
+        source = aspire.source.ArrayImageSource(array, pixel_size=pixel_size_A)
+        if ctf is not None:
+            ctf_np = ctf.detach().cpu().double().numpy()
+            source.unique_filters = [aspire.operators.ArrayFilter(h) for h in ctf_np]
+            source.filter_indices = np.arange(len(ctf_np))
+        denoiser = aspire.denoising.DenoiserCov2D(source, var_noise=noise_variance,
+                                                  batch_size=batch_size)
+        out = denoiser.denoise[:].asnumpy()
+    finally:
+        logger.setLevel(level)
+    return torch.from_numpy(np.ascontiguousarray(out)).to(device=images.device,
+                                                          dtype=images.dtype)
+
+
+class CwfDenoiser:
+    """ASPIRE CWF baseline. ``fit`` measures the noise variance on a split with
+    ``clean_ctf`` (otherwise ASPIRE estimates it from the test images' corners)."""
+
+    name = "cwf"
+
+    def __init__(self, target: str = "clean_ctf", noise_variance: float | None = None,
+                 pixel_size_A: float = 1.0):
+        self.target = check_target(target)
+        self.noise_variance = noise_variance
+        self.pixel_size_A = pixel_size_A
+
+    def fit(self, data: DenoisingData) -> CwfDenoiser:
+        """Noise variance from ``noisy - clean_ctf`` when available; checks aspire is there."""
+        _aspire()
+        check_images(data.noisy, data.ctf)
+        self.pixel_size_A = data.pixel_size_A
+        if data.clean_ctf is not None:
+            self.noise_variance = float((data.noisy - data.clean_ctf).double().var())
+        return self
+
+    def denoise(self, images: torch.Tensor, ctf: torch.Tensor | None = None) -> torch.Tensor:
+        """CWF-denoise ``(N, L, L)`` images with their CTFs; output per ``self.target``."""
+        check_images(images, ctf)
+        clean = cwf_denoise(images, ctf, self.noise_variance, self.pixel_size_A)
+        if self.target == "clean" or ctf is None:
+            return clean
+        return ifft2_centered(fft2_centered(clean) * ctf.to(clean.dtype)).to(images.dtype)

@@ -1,0 +1,59 @@
+"""Training data: augmentation, deterministic sharded batches, normalisation, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cryodiff.errors import CryodiffError
+from cryodiff.training.data import PairedStackData, augment_pairs, open_training_data
+from training_helpers import blob_pairs, tiny_config
+
+
+@pytest.mark.parametrize("box", [15, 16])
+def test_augmentation_transforms_both_images_identically(box):
+    condition = torch.randn(64, box, box)
+    out_c, out_t = augment_pairs(condition, condition * 2 + 1, torch.Generator().manual_seed(0))
+    assert torch.equal(out_t, out_c * 2 + 1)
+    # Each output is one of the 8 dihedral images of its input, and not always the identity.
+    changed = (out_c != condition).flatten(1).any(1)
+    assert 0 < int(changed.sum()) < 64
+    for c, o in zip(condition, out_c):
+        variants = [torch.rot90(x, k, (-2, -1)) for x in (c, c.flip(-1)) for k in range(4)]
+        assert any(torch.equal(o, v) for v in variants)
+
+
+def test_batches_are_deterministic_and_ranks_disjoint():
+    config = tiny_config()
+    data = PairedStackData(*blob_pairs(50, 16), config)
+    n = len(data)
+    assert n == 50 - 8 and data.val_condition.shape == (8, 16, 16)
+    a = data.batch_indices(3, 4, rank=0, world=2)
+    b = data.batch_indices(3, 4, rank=1, world=2)
+    assert set(a.tolist()).isdisjoint(b.tolist())
+    assert torch.equal(a, data.batch_indices(3, 4, rank=0, world=2))
+    # One epoch of global batches covers every training pair exactly once.
+    steps = n // 8
+    seen = torch.cat([data.batch_indices(s, 4, r, 2) for s in range(steps) for r in range(2)])
+    assert len(set(seen.tolist())) == len(seen) == steps * 8
+
+
+def test_normalisation_uses_training_pairs_only():
+    config = tiny_config()
+    noisy, clean = blob_pairs(50, 16)
+    data = PairedStackData(noisy, clean, config)
+    norm = data.normalisation
+    assert norm.condition_mean == pytest.approx(float(data.train_condition.mean()), rel=1e-5)
+    assert norm.target_std == pytest.approx(float(data.train_target.std()), rel=1e-5)
+    y = torch.randn(3, 16, 16)
+    assert torch.allclose(norm.denormalise(norm.target(y)), y, atol=1e-5)
+
+
+def test_bad_data_sources_raise_clear_errors(tmp_path):
+    config = tiny_config()
+    with pytest.raises(CryodiffError, match="not found"):
+        open_training_data(config, data_dir=tmp_path / "missing")
+    with pytest.raises(CryodiffError, match="missing particles.mrcs"):
+        open_training_data(config, data_dir=tmp_path)
+    with pytest.raises(CryodiffError, match="exactly one"):
+        open_training_data(config)

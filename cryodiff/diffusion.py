@@ -52,7 +52,8 @@ class NoiseSchedule:
         return self.gammas / (1 - self.gammas)  # 1 − γ̄ is exact in float32 for γ̄ ≥ ½
 
     @classmethod
-    def from_gammas(cls, gammas: torch.Tensor, timesteps: torch.Tensor | None = None) -> NoiseSchedule:
+    def from_gammas(cls, gammas: torch.Tensor,
+                    timesteps: torch.Tensor | None = None) -> NoiseSchedule:
         """Schedule with the given ``γ̄_1 … γ̄_T`` (strictly decreasing, in (0, 1))."""
         g = gammas.double()
         if g.ndim != 1 or g.numel() == 0 or not torch.all((g > 0) & (g < 1)):
@@ -82,13 +83,17 @@ class NoiseSchedule:
                              gammas_exact=self.gammas_exact)
 
 
-def linear_schedule(n_steps: int = 2000, beta_start: float = 1e-6, beta_end: float = 1e-2) -> NoiseSchedule:
+def linear_schedule(n_steps: int = 2000, beta_start: float = 1e-6,
+                    beta_end: float = 1e-2) -> NoiseSchedule:
     """β linear from ``beta_start`` to ``beta_end`` (SR3's training schedule by default)."""
-    return NoiseSchedule.from_betas(torch.linspace(beta_start, beta_end, n_steps, dtype=torch.float64))
+    betas = torch.linspace(beta_start, beta_end, n_steps, dtype=torch.float64)
+    return NoiseSchedule.from_betas(betas)
 
 
-def cosine_schedule(n_steps: int = 2000, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
-    """``γ̄(t) ∝ cos²((t/T + s)/(1 + s)·π/2)`` (Nichol & Dhariwal 2021, eq. 17), β ≤ ``max_beta``."""
+def cosine_schedule(n_steps: int = 2000, s: float = 0.008,
+                    max_beta: float = 0.999) -> NoiseSchedule:
+    """``γ̄(t) ∝ cos²((t/T + s)/(1 + s)·π/2)`` (Nichol & Dhariwal 2021, eq. 17), with
+    β clipped to ``max_beta``."""
     t = torch.arange(n_steps + 1, dtype=torch.float64) / n_steps
     f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
     betas = (1 - f[1:] / f[:-1]).clamp(max=max_beta)
@@ -133,7 +138,8 @@ def _sqrt_one_minus_square(s: torch.Tensor) -> torch.Tensor:
     return ((1 - s) * (1 + s)).clamp(min=0).sqrt()
 
 
-def sample_noise_levels(schedule: NoiseSchedule, batch: int, generator: torch.Generator | None = None,
+def sample_noise_levels(schedule: NoiseSchedule, batch: int,
+                        generator: torch.Generator | None = None,
                         device: torch.device | str | None = None) -> torch.Tensor:
     """SR3 training noise levels ``√γ̄``, ``(batch,)`` float32.
 
@@ -155,13 +161,15 @@ def q_sample(y0: torch.Tensor, sqrt_gamma: torch.Tensor, noise: torch.Tensor) ->
     return s * y0 + _sqrt_one_minus_square(s) * noise
 
 
-def predict_y0_from_eps(y_t: torch.Tensor, eps: torch.Tensor, sqrt_gamma: torch.Tensor) -> torch.Tensor:
+def predict_y0_from_eps(y_t: torch.Tensor, eps: torch.Tensor,
+                        sqrt_gamma: torch.Tensor) -> torch.Tensor:
     """``ŷ₀ = (y_t − √(1−γ̄)·ε̂) / √γ̄``."""
     s = _per_image(sqrt_gamma, y_t)
     return (y_t - _sqrt_one_minus_square(s) * eps) / s
 
 
-def predict_eps_from_y0(y_t: torch.Tensor, y0: torch.Tensor, sqrt_gamma: torch.Tensor) -> torch.Tensor:
+def predict_eps_from_y0(y_t: torch.Tensor, y0: torch.Tensor,
+                        sqrt_gamma: torch.Tensor) -> torch.Tensor:
     """``ε̂ = (y_t − √γ̄·ŷ₀) / √(1−γ̄)`` (the inverse of :func:`predict_y0_from_eps`)."""
     s = _per_image(sqrt_gamma, y_t)
     return (y_t - s * y0) / _sqrt_one_minus_square(s)
@@ -179,6 +187,7 @@ def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], t
         raise CryodiffError(f"unknown diffusion loss {loss!r} (choose from {', '.join(LOSSES)})")
     sqrt_gamma = sample_noise_levels(schedule, y0.shape[0], generator, device=y0.device)
     gen_device = generator.device if generator is not None else y0.device
-    noise = torch.randn(y0.shape, generator=generator, device=gen_device, dtype=y0.dtype).to(y0.device)
+    noise = torch.randn(y0.shape, generator=generator, device=gen_device, dtype=y0.dtype)
+    noise = noise.to(y0.device)
     eps_hat = model(q_sample(y0, sqrt_gamma, noise), condition, sqrt_gamma)
     return F.l1_loss(eps_hat, noise) if loss == "l1" else F.mse_loss(eps_hat, noise)

@@ -63,12 +63,18 @@ def ssim(estimate: torch.Tensor, target: torch.Tensor,
     def blur(image: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.conv2d(image, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))
 
+    # (co)variances from images centred on the target's mean: E[x²] − E[x]² cancels badly
+    # in float32 when the images sit on a large offset
+    offset = y.mean(dim=(-2, -1), keepdim=True)
+    x, y = x - offset, y - offset
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x ** 2
     var_y = blur(y * y) - mu_y ** 2
     cov = blur(x * y) - mu_x * mu_y
-    c1 = ((k1 * data_range) ** 2).reshape(-1, 1, 1, 1) if data_range.ndim else (k1 * data_range) ** 2
-    c2 = ((k2 * data_range) ** 2).reshape(-1, 1, 1, 1) if data_range.ndim else (k2 * data_range) ** 2
+    mu_x, mu_y = mu_x + offset, mu_y + offset
+    # one range per image (or one for all): broadcast against the (N, 1, h, w) SSIM map
+    data_range = data_range.expand(lead).reshape(-1, 1, 1, 1)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
                 / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)))
     return ssim_map.mean(dim=(-3, -2, -1)).reshape(lead)

@@ -181,3 +181,17 @@ def reconstruct_particles(particles, *, use_ctf: bool = True, half_maps: bool = 
                        rotations, shifts_px, ctf, half_maps, seed, device, torch.float32,
                        progress)
     return _finish(accs, pixel_size_A, n, regularization)
+
+
+def with_image_stack(particles, stack_path) -> object:
+    """The same particles (poses, CTF, …) reading image i from ``stack_path`` instead.
+
+    Simulated datasets keep clean and noisy versions of every particle in parallel stacks
+    (``clean.mrcs``, ``particles.mrcs``) that share one STAR file.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    stack = Path(stack_path).resolve()
+    return dataclasses.replace(particles, image_paths=[stack] * len(particles),
+                               image_indices=np.arange(len(particles)))

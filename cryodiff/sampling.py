@@ -24,10 +24,12 @@ from cryodiff.errors import CryodiffError
 
 SAMPLERS = ("ddpm", "ddim")
 Model = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+PostProcess = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[dict[str, Any]], None]
 
 
-def _randn(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _randn(shape: torch.Size, like: torch.Tensor,
+           generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal draws from ``generator`` (on its own device), moved to ``like``."""
     device = generator.device if generator is not None else like.device
     return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
@@ -50,8 +52,8 @@ def sample_progressive(model: Model, condition: torch.Tensor, schedule: NoiseSch
 
     * ``"ddpm"``: ancestral sampling, Ho et al. 2020 Alg. 2 written with the posterior
       ``q(y_{t−1} | y_t, ŷ₀)`` (their eqs. 6–7), as in SR3 (Saharia et al. 2021, eq. 11).
-    * ``"ddim"``: Song et al. 2021, eq. 12, with ``σ_t = η·√((1−γ̄_{t−1})/(1−γ̄_t))·√(1−γ̄_t/γ̄_{t−1})``;
-      ``eta = 0`` is deterministic given ``y_T``, ``eta = 1`` matches DDPM's variance.
+    * ``"ddim"``: Song et al. 2021, eq. 12, with
+      ``σ_t = η·√((1−γ̄_{t−1})/(1−γ̄_t))·√(1−γ̄_t/γ̄_{t−1})``; ``eta = 0`` is deterministic given ``y_T``, ``eta = 1`` matches DDPM's variance.
     """
     if sampler not in SAMPLERS:
         raise CryodiffError(f"unknown sampler {sampler!r} (choose from {', '.join(SAMPLERS)})")
@@ -129,7 +131,7 @@ def posterior_samples(model: Model, condition: torch.Tensor, schedule: NoiseSche
                       n_samples: int, sampler: str = "ddpm",
                       generator: torch.Generator | None = None, eta: float = 0.0,
                       batch_size: int = 64,
-                      postprocess: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                      postprocess: PostProcess | None = None,
                       clip_y0: tuple[float, float] | None = None,
                       progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and per-pixel standard deviation from ``n_samples`` samples per particle.

@@ -157,6 +157,7 @@ def _ctf_particles(volume, n, seed, pixel_size_A, noise_sd=0.0):
     return images, rotations, shifts, ctf
 
 
+@pytest.mark.slow
 def test_reconstruct_with_relion_ctf_recovers_the_map():
     volume = make_blobs(32, seed=11)
     images, rotations, shifts, ctf = _ctf_particles(volume, 1500, 12, pixel_size_A=3.0)

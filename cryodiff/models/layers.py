@@ -23,7 +23,8 @@ def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels)
 
 
-def sinusoidal_embedding(noise_level: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
+def sinusoidal_embedding(noise_level: torch.Tensor, dim: int,
+                         scale: float = 1000.0) -> torch.Tensor:
     """Sinusoidal features of a continuous noise level, ``(B,) -> (B, dim)``.
 
     As in WaveGrad/SR3 the network sees ``√γ̄`` (in [0, 1]) rather than a step index, scaled by
@@ -89,7 +90,8 @@ class SelfAttention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+def pad_to_multiple(x: torch.Tensor,
+                    multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """Pad ``(B, C, H, W)`` so that H and W are multiples of ``multiple``.
 
     Reflection padding (replicate when the image is too small to reflect) avoids the artificial
@@ -175,7 +177,8 @@ class UNetBackbone(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
-        """``x (B, in_channels, H, W)``, ``emb (B, embedding_dim)`` → ``(B, out_channels, H, W)``."""
+        """``x (B, in_channels, H, W)``, ``emb (B, embedding_dim)`` → ``(B, out_channels, H, W)``.
+        """
         x, pads = pad_to_multiple(x, 2 ** (self.levels - 1))
         h = self.input_conv(x)
         skips = [h]

@@ -73,7 +73,8 @@ class PostProcessUNet(nn.Module):
         """``sample (B, image_channels, L, L)``, ``condition (B, condition_channels, L, L)``
         (``None`` when ``condition_channels == 0``) → refined ``(B, image_channels, L, L)``."""
         if (condition is None) != (self.config.condition_channels == 0):
+            given = "none" if condition is None else "one"
             raise ValueError(f"PostProcessUNet with condition_channels="
-                                f"{self.config.condition_channels} got condition={condition is not None}")
+                             f"{self.config.condition_channels} was given {given}")
         inputs = sample if condition is None else torch.cat([condition, sample], dim=1)
         return sample + self.backbone(inputs)

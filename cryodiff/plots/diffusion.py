@@ -71,7 +71,8 @@ def plot_reverse_process(frames: Sequence[Mapping[str, Any]], n_columns: int = 6
     fig, axes = plt.subplots(2, len(picks), figsize=(2 * len(picks), 4.4), squeeze=False)
     for column, pick in enumerate(picks):
         frame = frames[pick]
-        _show(axes[0, column], frame["y_t"][index], f"step {frame['step'] + 1}\n√γ̄ = {frame['sqrt_gamma']:.3f}")
+        title = f"step {frame['step'] + 1}\n√γ̄ = {frame['sqrt_gamma']:.3f}"
+        _show(axes[0, column], frame["y_t"][index], title)
         _show(axes[1, column], frame["y0"][index], "predicted y₀")
     fig.suptitle("reverse process")
     fig.tight_layout()

@@ -15,9 +15,8 @@ from cryodiff.io.atomic import atomic_path
 
 
 def _inverse(x):
-    x = np.asarray(x, dtype=float)
-    with np.errstate(divide="ignore"):
-        return np.where(x > 0, 1.0 / np.where(x > 0, x, 1.0), np.inf)
+    """``1/x`` for the secondary axis (clipped so that frequency 0 maps to a finite value)."""
+    return 1.0 / np.clip(np.asarray(x, dtype=float), 1e-6, None)
 
 
 def plot_fsc(curves: Mapping[str, FscResult], threshold: float = 0.143,

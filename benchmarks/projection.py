@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,17 @@ def throughput(box: int, n: int, repeats: int) -> dict[str, float]:
             method(volume, rotations)
             best[name] = max(best[name], n / (time.perf_counter() - start))
     return best
+
+
+def throughput_in_subprocess(box: int, n: int, repeats: int, threads: int | None) -> dict:
+    """:func:`throughput` in a fresh process limited to ``threads`` (None: library defaults)."""
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--throughput",
+                             str(box), str(n), str(repeats)], env=env, check=True,
+                            capture_output=True, text=True, cwd=os.getcwd())
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _standardised_errors(ours: np.ndarray, reference: np.ndarray, per_image: bool) -> np.ndarray:
@@ -170,33 +183,50 @@ def whole_process(n: int, repeats: int, workdir: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    parser.add_argument("--throughput", nargs=3, type=int, metavar=("BOX", "N", "REPEATS"),
+                        help=argparse.SUPPRESS)  # internal: one measurement, JSON on stdout
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", message=".*no pixel size")
+    if args.throughput:
+        if "OMP_NUM_THREADS" in os.environ:
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        print(json.dumps(throughput(*args.throughput)))
+        return
     workdir = Path(tempfile.mkdtemp(prefix="cryodiff-bench-"))
     os.chdir(workdir)  # ASPIRE writes ./logs on import
     repeats = 2 if args.quick else 3
     sizes = {64: 1000 if args.quick else 4000, 128: 200 if args.quick else 1000}
     n_poses = 2000 if args.quick else 20000
-    rates = {box: throughput(box, n, repeats) for box, n in sizes.items()}
+    load_before = os.getloadavg()[0]
+    rates = {box: throughput_in_subprocess(box, n, repeats, None) for box, n in sizes.items()}
+    rates_1 = {box: throughput_in_subprocess(box, n, repeats, 1) for box, n in sizes.items()}
     errors = {name: {stack: relion_errors(stack, method) for stack in STACKS}
               for name, method in METHODS.items()} if DATA.is_dir() else {}
     process = whole_process(n_poses, 1 if args.quick else 2, workdir) if DATA.is_dir() else {}
 
+    load_after = os.getloadavg()[0]
     lines = [f"# Projection benchmark ({'quick' if args.quick else 'full'} run)", "",
-             f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads. Best of {repeats} interleaved repeats.", "",
-             "| method | img/s 64² | img/s 128² | RELION error, stack-standardised (max) "
-             "| per-image-standardised (max) | best convention found |",
-             "|---|---|---|---|---|---|"]
+             f"Machine: {os.cpu_count()} CPU cores (load average {load_before:.1f} before, "
+             f"{load_after:.1f} after: other jobs share these cores), torch {torch.__version__}. "
+             f"Wall-clock images/s, best of {repeats} interleaved repeats, library thread "
+             "defaults (1 thread: OMP_NUM_THREADS=1).", "",
+             "| method | img/s 64² | img/s 128² | img/s 64², 1 thread | img/s 128², 1 thread "
+             "| RELION error, stack-standardised (max) | per-image-standardised (max) "
+             "| best convention found |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in METHODS:
         worst = max(errors[name].values(), key=lambda e: e[0]) if errors else None
         conventions = sorted({e[2] for e in errors[name].values()}) if errors else []
         lines.append(f"| {name} | {rates[64][name]:,.0f} | {rates[128][name]:,.0f} | "
+                     f"{rates_1[64][name]:,.0f} | {rates_1[128][name]:,.0f} | "
                      + (f"{100 * worst[0]:.2f} % | "
                         f"{100 * max(e[1] for e in errors[name].values()):.2f} % | "
                         + "; ".join(conventions) if worst else "n/a | n/a | n/a") + " |")
     lines += ["", f"Speed-up at 64²: {rates[64]['cryodiff'] / rates[64]['ASPIRE 0.14']:.1f}× "
               f"ASPIRE, {rates[64]['cryodiff'] / rates[64]['torch-fourier-slice']:.1f}× "
-              "torch-fourier-slice.", ""]
+              f"torch-fourier-slice (1 thread: "
+              f"{rates_1[64]['cryodiff'] / rates_1[64]['ASPIRE 0.14']:.1f}× and "
+              f"{rates_1[64]['cryodiff'] / rates_1[64]['torch-fourier-slice']:.1f}×).", ""]
     if errors:
         lines += ["Per-stack RELION errors (stack-standardised / per-image-standardised, max):",
                   "", "| stack | " + " | ".join(METHODS) + " |",

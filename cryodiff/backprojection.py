@@ -7,8 +7,9 @@ The inverse of :mod:`cryodiff.projection`, following RELION's ``BackProjector``:
    times, after undoing the image's shift. Only the half ``qx ≥ 0`` is stored (a point with
    ``qx < 0`` goes to ``-q`` as ``conj F``, by Hermitian symmetry).
 2. Trilinear weights spread every point over its 8 neighbouring voxels; the grid accumulates
-   ``Σ w · CTF · F`` (``data``) and ``Σ w · CTF²`` (``weight``) with ``index_add_`` on flat
-   indices, a batch of images at a time.
+   ``Σ w · CTF · F`` (``data``) and ``Σ w · CTF²`` (``weight``) with one ``index_add_`` per
+   pass on flat indices. An accumulator may hold several independent groups (the two half
+   maps), so one pass over the images fills both.
 3. :func:`finalize` divides, ``data / (weight + λ · ⟨weight⟩_shell)``: a Wiener-like filter
    whose constant is ``λ`` (``regularization``) times the mean weight of the voxel's Fourier
    shell, so it scales with the number of particles and stops division by ~0 at CTF zeros
@@ -19,66 +20,34 @@ The inverse of :mod:`cryodiff.projection`, following RELION's ``BackProjector``:
 Images use the centred-FFT convention of :mod:`cryodiff.fourier` (origin at ``L // 2``) and the
 poses of :mod:`cryodiff.geometry`; ``shifts_px`` are the shifts the images carry, in the sense
 of :func:`cryodiff.projection.project` (positive x = content moved to larger columns).
+
+Speed: everything per point is float32 (for float32 accumulators); the CTF is evaluated only at
+the inserted points (:func:`ctf_at_points`, one small matmul and a sine); the move of the origin
+to ``L // 2`` and the shift are one separable phase ramp on the ``rfft2`` output.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 
+from cryodiff.ctf import CtfParams, electron_wavelength_A
 from cryodiff.projection import PADDING, gridding_correction
 
-# Points (image pixels × batch) handled per scatter pass: bounds the temporary memory
-# (about 100 bytes per point) independently of the image batch size.
-_POINTS_PER_PASS = 1 << 21
-
-
-@dataclass
-class FourierAccumulator:
-    """Running sums of the direct Fourier inversion (mutable: it is an accumulator).
-
-    ``data`` (complex) and ``weight`` (real) have shape ``(2K + 1, 2K + 1, K + 1)`` indexed
-    ``[qz + K, qy + K, qx]`` in padded-grid frequency units, ``K = pad · (box // 2) + 1``
-    (one voxel of margin keeps every trilinear neighbour inside the array).
-    """
-
-    data: torch.Tensor
-    weight: torch.Tensor
-    box: int
-    pad: int = PADDING
-    n_images: int = 0
-
-    @property
-    def radius(self) -> int:
-        """Largest inserted frequency in padded-grid voxels, ``pad · (box // 2)``."""
-        return self.pad * (self.box // 2)
-
-    def __add__(self, other: FourierAccumulator) -> FourierAccumulator:
-        if (self.box, self.pad) != (other.box, other.pad):
-            raise ValueError("cannot add accumulators of different box or padding")
-        return FourierAccumulator(self.data + other.data, self.weight + other.weight,
-                                  self.box, self.pad, self.n_images + other.n_images)
-
-
-def new_accumulator(box: int, pad: int = PADDING, device=None,
-                    dtype: torch.dtype = torch.float32) -> FourierAccumulator:
-    """An empty accumulator for images of side ``box`` (real ``dtype`` float32/float64)."""
-    keep = pad * (box // 2) + 1
-    shape = (2 * keep + 1, 2 * keep + 1, keep + 1)
-    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    return FourierAccumulator(torch.zeros(shape, dtype=complex_dtype, device=device),
-                              torch.zeros(shape, dtype=dtype, device=device), box, pad)
+# Points (image pixels × batch) handled per scatter pass: bounds the temporary memory (about
+# 200 bytes per point for the 8 trilinear neighbours) independently of the image batch size.
+_POINTS_PER_PASS = 1 << 17
 
 
 def half_plane(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One point of every Hermitian pair of a ``box²`` transform inside ``|k| ≤ box // 2``.
 
     Returns ``(freqs (M, 2) int64 (kx, ky), rfft_index (M,), centred_index (M,))``: the flat
-    index of each point in ``rfft2`` output ``(box, box//2 + 1)`` of an ``ifftshift``-ed image
-    and in a centred ``(box, box)`` grid (e.g. :func:`cryodiff.ctf.ctf_2d`). Points with
-    ``0 < kx < L - L//2``, plus ``kx = 0, ky ≥ 0``.
+    index of each point in ``rfft2`` output ``(box, box//2 + 1)`` and in a centred ``(box, box)``
+    grid (e.g. :func:`cryodiff.ctf.ctf_2d`). Points with ``0 < kx < L - L//2``, plus
+    ``kx = 0, ky ≥ 0``.
     """
     half = box // 2 + 1
     kx = torch.arange(half, device=device)
@@ -92,71 +61,175 @@ def half_plane(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch
     return freqs, rfft_index, centred_index
 
 
+def ctf_at_points(params: CtfParams, freqs_A_inv: torch.Tensor) -> torch.Tensor:
+    """RELION CTF ``(N, M)`` of particles ``params`` at frequencies ``(M, 2)`` (kx, ky) in 1/Å.
+
+    The formula of :mod:`cryodiff.ctf`, rewritten so that only a matmul and a sine run per
+    point: ``χ + asin(A) = c · [s², s² cos 2θ, s² sin 2θ, s⁴, 1]`` with per-particle
+    coefficients ``c`` (float64), then ``CTF = sin(χ + asin A) · exp(-B s² / 4)`` (since
+    ``sqrt(1-A²) sin χ + A cos χ = sin(χ + asin A)``). Per-point work is in the dtype of
+    ``freqs_A_inv`` on its device.
+    """
+    device, dtype = freqs_A_inv.device, freqs_A_inv.dtype
+    p = {f.name: torch.as_tensor(getattr(params, f.name), dtype=torch.float64,
+                                 device=device).reshape(-1) for f in fields(params)}
+    wavelength = electron_wavelength_A(p["voltage_kV"]).to(device)
+    mean = (p["defocus_u_A"] + p["defocus_v_A"]) / 2
+    half_diff = (p["defocus_u_A"] - p["defocus_v_A"]) / 2
+    angle = 2 * torch.deg2rad(p["defocus_angle_deg"])
+    offset = torch.deg2rad(p["phase_shift_deg"]) + torch.asin(p["amplitude_contrast"])
+    coefficients = torch.broadcast_tensors(
+        math.pi * wavelength * mean, math.pi * wavelength * half_diff * torch.cos(angle),
+        math.pi * wavelength * half_diff * torch.sin(angle),
+        -math.pi / 2 * p["cs_mm"] * 1e7 * wavelength ** 3, offset)
+    coefficients = torch.stack(coefficients, dim=-1).to(dtype)  # (N, 5)
+
+    kx, ky = freqs_A_inv.unbind(-1)
+    s2 = kx * kx + ky * ky
+    basis = torch.stack([s2, kx * kx - ky * ky, 2 * kx * ky, s2 * s2, torch.ones_like(s2)])
+    ctf = torch.sin(coefficients @ basis)
+    bfactor = p["bfactor_A2"]
+    if bool((bfactor != 0).any()):
+        ctf = ctf * torch.exp(-bfactor.to(dtype)[:, None] / 4 * s2)
+    return ctf
+
+
+@dataclass
+class FourierAccumulator:
+    """Running sums of the direct Fourier inversion (mutable: it is an accumulator).
+
+    ``data`` (complex) and ``weight`` (real) have shape ``(G, 2K + 1, 2K + 1, K + 1)`` indexed
+    ``[group, qz + K, qy + K, qx]`` in padded-grid frequency units, ``K = pad · (box // 2) + 1``
+    (one voxel of margin keeps every trilinear neighbour inside the array); ``G`` independent
+    groups (e.g. two half maps) share one pass over the images.
+    """
+
+    data: torch.Tensor
+    weight: torch.Tensor
+    box: int
+    pad: int = PADDING
+    n_images: int = 0
+    _points: tuple | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def radius(self) -> int:
+        """Largest inserted frequency in padded-grid voxels, ``pad · (box // 2)``."""
+        return self.pad * (self.box // 2)
+
+    @property
+    def groups(self) -> int:
+        return self.data.shape[0]
+
+    def points(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(freqs (M, 2) real, rfft_index (M,), centred_index (M,))`` of :func:`half_plane`,
+        on the accumulator's device (computed once)."""
+        if self._points is None:
+            freqs, rfft_index, centred_index = half_plane(self.box, self.data.device)
+            self._points = (freqs.to(self.weight.dtype), rfft_index, centred_index)
+        return self._points
+
+    def __add__(self, other: FourierAccumulator) -> FourierAccumulator:
+        if (self.box, self.pad, self.groups) != (other.box, other.pad, other.groups):
+            raise ValueError("cannot add accumulators of different box, padding or groups")
+        return FourierAccumulator(self.data + other.data, self.weight + other.weight,
+                                  self.box, self.pad, self.n_images + other.n_images)
+
+
+def new_accumulator(box: int, pad: int = PADDING, device=None,
+                    dtype: torch.dtype = torch.float32, groups: int = 1) -> FourierAccumulator:
+    """An empty accumulator for images of side ``box`` (real ``dtype`` float32/float64)."""
+    keep = pad * (box // 2) + 1
+    shape = (groups, 2 * keep + 1, 2 * keep + 1, keep + 1)
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    return FourierAccumulator(torch.zeros(shape, dtype=complex_dtype, device=device),
+                              torch.zeros(shape, dtype=dtype, device=device), box, pad)
+
+
 def _insert_points(acc: FourierAccumulator, values: torch.Tensor, weights: torch.Tensor | None,
-                   freqs: torch.Tensor, rotations: torch.Tensor) -> None:
+                   freqs: torch.Tensor, rotations: torch.Tensor,
+                   groups: torch.Tensor | None) -> None:
     """Scatter ``values`` ``(B, M)`` (and ``weights`` ``(B, M)``, 1 if None) at ``pad·Aᵀk``."""
-    span_z, span_y, span_x = acc.data.shape
+    _, span_z, span_y, span_x = acc.data.shape
     keep = span_x - 1
-    real = acc.weight.dtype
-    a = rotations.to(real) * acc.pad
-    points = freqs.to(real) @ a[:, :2, :]  # (B, M, 3) ordered (x, y, z)
-    flip = points[..., 0] < 0
-    points = torch.where(flip[..., None], -points, points)
-    values = torch.where(flip, values.conj(), values)
+    real, device = acc.weight.dtype, acc.weight.device
+    points = freqs @ (rotations.to(real) * acc.pad)[:, :2, :]  # (B, M, 3) ordered (x, y, z)
+    sign = torch.where(points[..., 0] < 0, -1.0, 1.0).to(real)
+    points.mul_(sign[..., None])
+    parts = torch.view_as_real(values)  # (B, M, 2): a fresh tensor, safe to edit in place
+    parts[..., 1].mul_(sign)
     base = torch.floor(points)
-    frac = points - base
-    index = base.to(torch.int64)
-    flat = ((index[..., 2] + keep) * span_y + index[..., 1] + keep) * span_x + index[..., 0]
-    flat = flat.reshape(-1)
-    fx, fy, fz = (frac[..., i].reshape(-1) for i in range(3))
-    values = values.reshape(-1)
-    weights = None if weights is None else weights.reshape(-1)
-    data = acc.data.view(-1)
-    weight = acc.weight.view(-1)
-    for dz in (0, 1):
-        wz = fz if dz else 1 - fz
-        for dy in (0, 1):
-            wzy = wz * (fy if dy else 1 - fy)
-            for dx in (0, 1):
-                w = wzy * (fx if dx else 1 - fx)
-                corner = flat + (dz * span_y + dy) * span_x + dx
-                data.index_add_(0, corner, values * w)
-                weight.index_add_(0, corner, w if weights is None else weights * w)
+    frac = points.sub_(base)
+    # Flat index of the lower corner (float dot product is exact: indices < 2**24).
+    strides = torch.tensor([1, span_x, span_x * span_y], dtype=real, device=device)
+    flat = (base @ strides).to(torch.int64).add_((keep * span_y + keep) * span_x)
+    if groups is not None:
+        flat.add_(groups.to(device)[:, None] * (span_z * span_y * span_x))
+    plane = span_x * span_y
+    corners = torch.tensor([0, 1, span_x, span_x + 1, plane, plane + 1, plane + span_x,
+                            plane + span_x + 1], device=device)
+    fx, fy, fz = frac.unbind(-1)
+    wz = torch.stack([1 - fz, fz], dim=-1)
+    wy = torch.stack([1 - fy, fy], dim=-1)
+    wx = torch.stack([1 - fx, fx], dim=-1)
+    w = (wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :]).flatten(-3)
+    index = (flat[..., None] + corners).reshape(-1)  # (B·M·8,) ordered [z][y][x]
+    spread = torch.view_as_complex(parts[..., None, :] * w[..., None])
+    acc.data.view(-1).index_add_(0, index, spread.reshape(-1))
+    if weights is not None:
+        w = w.mul_(weights[..., None])
+    acc.weight.view(-1).index_add_(0, index, w.reshape(-1))
+
+
+def _phase_ramps(shifts_px: torch.Tensor | None, n: int, box: int, device,
+                 real: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ramps ``(n, L, 1)`` (rows) and ``(n, 1, L//2+1)`` (columns) turning ``rfft2`` of an
+    image into its centred transform with the shift undone: ``exp(2πi k·(L//2 + s) / L)``."""
+    move = torch.full((n, 2), float(box // 2), dtype=real, device=device)
+    if shifts_px is not None:
+        move = move + shifts_px.to(device=device, dtype=real)
+    kx = torch.arange(box // 2 + 1, device=device, dtype=real)
+    ky = torch.fft.fftfreq(box, 1.0 / box, device=device, dtype=real)  # rfft2 row order
+    scale = 2 * math.pi / box
+    angle_x = move[:, :1] * kx * scale
+    angle_y = move[:, 1:] * ky * scale
+    ramp_x = torch.polar(torch.ones_like(angle_x), angle_x)
+    ramp_y = torch.polar(torch.ones_like(angle_y), angle_y)
+    return ramp_y[:, :, None], ramp_x[:, None, :]
 
 
 def backproject(acc: FourierAccumulator, images: torch.Tensor, rotations: torch.Tensor,
-                shifts_px: torch.Tensor | None = None,
-                ctf: torch.Tensor | None = None) -> FourierAccumulator:
+                shifts_px: torch.Tensor | None = None, ctf: torch.Tensor | None = None,
+                groups: torch.Tensor | None = None) -> FourierAccumulator:
     """Insert ``images`` ``(B, L, L)`` at poses ``rotations`` ``(B, 3, 3)`` into ``acc``.
 
-    ``shifts_px`` ``(B, 2)`` (x, y) are the shifts the images carry (undone here); ``ctf``
-    ``(B, L, L)`` is each image's CTF on the centred Fourier grid (None: images without CTF,
-    or already corrected). Work happens on ``acc``'s device in its precision; returns ``acc``
-    (updated in place).
+    ``shifts_px`` ``(B, 2)`` (x, y) are the shifts the images carry (undone here); ``ctf`` is
+    each image's CTF, either ``(B, L, L)`` on the centred Fourier grid or ``(B, M)`` at the
+    :func:`half_plane` points (see :func:`ctf_at_points`); None: images without CTF, or
+    already corrected. ``groups`` ``(B,)`` int picks each image's group (default 0). Work
+    happens on ``acc``'s device in its precision; returns ``acc`` (updated in place).
     """
     box, device, real = acc.box, acc.data.device, acc.weight.dtype
     if images.ndim != 3 or images.shape[-2:] != (box, box):
         raise ValueError(f"images must be (B, {box}, {box}), got {tuple(images.shape)}")
     n = images.shape[0]
-    freqs, rfft_index, centred_index = half_plane(box, device)
+    freqs, rfft_index, centred_index = acc.points()
+    if ctf is not None and ctf.ndim == 3:
+        ctf = ctf.reshape(n, -1)[:, centred_index.to(ctf.device)]
     chunk = max(1, _POINTS_PER_PASS // len(freqs))
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        batch = images[start:stop].to(device=device, dtype=real)
-        spectrum = torch.fft.rfft2(torch.fft.ifftshift(batch, dim=(-2, -1)))
-        values = spectrum.reshape(stop - start, -1)[:, rfft_index]
-        if shifts_px is not None:
-            shift = shifts_px[start:stop].to(device=device, dtype=real)
-            # The image was made with exp(-2πi k·s/L); multiply by the conjugate ramp.
-            angle = (freqs.to(real) @ shift.T).T * (2 * math.pi / box)
-            values = values * torch.polar(torch.ones_like(angle), angle)
+        spectrum = torch.fft.rfft2(images[start:stop].to(device=device, dtype=real))
+        ramp_y, ramp_x = _phase_ramps(None if shifts_px is None else shifts_px[start:stop],
+                                      stop - start, box, device, real)
+        spectrum = spectrum.mul_(ramp_y).mul_(ramp_x).reshape(stop - start, -1)
+        values = spectrum.index_select(1, rfft_index)
         weights = None
         if ctf is not None:
-            c = ctf[start:stop].to(device=device, dtype=real).reshape(stop - start, -1)
-            c = c[:, centred_index]
-            values = values * c
+            c = ctf[start:stop].to(device=device, dtype=real)
+            torch.view_as_real(values).mul_(c[..., None])
             weights = c * c
-        _insert_points(acc, values, weights, freqs, rotations[start:stop].to(device))
+        _insert_points(acc, values, weights, freqs, rotations[start:stop].to(device),
+                       None if groups is None else groups[start:stop])
     acc.n_images += n
     return acc
 
@@ -177,16 +250,20 @@ def shell_mean(grid: torch.Tensor, shells: torch.Tensor, n_shells: int) -> torch
     return total / count.clamp_min(1)
 
 
-def finalize(acc: FourierAccumulator, regularization: float = 1e-3) -> torch.Tensor:
+def finalize(acc: FourierAccumulator, regularization: float = 1e-3,
+             group: int | None = None) -> torch.Tensor:
     """The reconstructed map ``(L, L, L)`` (indexed z, y, x) from an accumulator.
 
-    ``regularization`` λ: the denominator is ``Σ w CTF² + λ · ⟨Σ w CTF²⟩_shell`` (see the
-    module docstring). The map has the intensity scale of the images' projector (a unit-sum
-    projection along z of the map reproduces the images).
+    ``group``: which group to reconstruct (None: all groups together). ``regularization`` λ:
+    the denominator is ``Σ w CTF² + λ · ⟨Σ w CTF²⟩_shell`` (see the module docstring). The map
+    has the intensity scale of the images' projector (a unit-sum projection along z of the map
+    reproduces the images).
     """
     box, pad = acc.box, acc.pad
-    data = _symmetrised(acc.data)
-    weight = _symmetrised(acc.weight)
+    data = acc.data.sum(0) if group is None else acc.data[group]
+    weight = acc.weight.sum(0) if group is None else acc.weight[group]
+    data = _symmetrised(data)
+    weight = _symmetrised(weight)
     span_x = data.shape[-1]
     keep = span_x - 1
     device, real = weight.device, weight.dtype

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cryodiff.fourier import coordinate_grid
+from cryodiff.fourier import coordinate_grid, fft2_centered
 
 PADDING = 2
 
@@ -174,17 +174,19 @@ def project(volume: torch.Tensor | PreparedVolume, rotations: torch.Tensor,
     box, device, dtype = prepared.box, prepared.device, prepared.real_dtype
     n = rotations.shape[0]
     freqs, flat = _half_plane(box, device)
-    centre = torch.full((1, 2), float(box // 2), dtype=dtype, device=device)
-    base_phase = _phase(freqs, centre, box)[0]  # origin of the image at index L // 2
+    # irfft2 puts the image origin at index 0: a phase ramp moves it to L // 2, together
+    # with the requested shifts.
+    centre = float(box // 2)
+    base_phase = _phase(freqs, torch.full((1, 2), centre, dtype=dtype, device=device), box)[0]
     if shifts_px is not None:
         shifts_px = torch.as_tensor(shifts_px).to(device=device, dtype=dtype).reshape(n, 2)
     half = box // 2 + 1
     out = torch.empty(n, box, box, dtype=dtype, device=device)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        values = _sample(prepared, rotations[start:stop], freqs) * base_phase
-        if shifts_px is not None:
-            values = values * _phase(freqs, shifts_px[start:stop], box)
+        phase = (base_phase if shifts_px is None
+                 else _phase(freqs, shifts_px[start:stop] + centre, box))
+        values = _sample(prepared, rotations[start:stop], freqs).mul_(phase)
         spectrum = values.new_zeros(stop - start, box * half)
         spectrum[:, flat] = values
         out[start:stop] = torch.fft.irfft2(spectrum.reshape(-1, box, half), s=(box, box))
@@ -194,8 +196,6 @@ def project(volume: torch.Tensor | PreparedVolume, rotations: torch.Tensor,
 def project_fourier(volume: torch.Tensor | PreparedVolume, rotations: torch.Tensor,
                     shifts_px: torch.Tensor | None = None, chunk_size: int = 256) -> torch.Tensor:
     """Centred 2D Fourier transforms ``(N, L, L)`` (complex) of :func:`project`'s images."""
-    from cryodiff.fourier import fft2_centered
-
     return fft2_centered(project(volume, rotations, shifts_px, chunk_size))
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cryodiff.backprojection import FourierAccumulator, backproject, finalize, new_accumulator
-from cryodiff import ctf as ctf_model
+from cryodiff.backprojection import (FourierAccumulator, backproject, ctf_at_points, finalize,
+                                     new_accumulator)
 from cryodiff.ctf import CtfParams
 from cryodiff.errors import CryodiffError
 from cryodiff.fsc import FscResult, fsc
@@ -75,34 +75,35 @@ def ctf_subset(ctf: CtfParams, indices: torch.Tensor) -> CtfParams:
 def _accumulate(batches: Iterable[tuple[np.ndarray, torch.Tensor]], n: int, box: int,
                 pixel_size_A: float, rotations: torch.Tensor, shifts_px: torch.Tensor | None,
                 ctf: CtfParams | None, half_maps: bool, seed: int, device: torch.device,
-                dtype: torch.dtype, progress: bool) -> list[FourierAccumulator]:
-    """Insert every batch into one accumulator (or two, by half) and return them."""
-    halves = half_map_split(n, seed) if half_maps else torch.zeros(n, dtype=torch.int64)
-    accs = [new_accumulator(box, device=device, dtype=dtype) for _ in range(2 if half_maps else 1)]
+                dtype: torch.dtype, progress: bool) -> FourierAccumulator:
+    """Insert every batch into one accumulator (two groups, one per half map, if asked)."""
+    halves = half_map_split(n, seed) if half_maps else None
+    acc = new_accumulator(box, device=device, dtype=dtype, groups=2 if half_maps else 1)
+    rotations = rotations.to(device=device, dtype=dtype)
+    if shifts_px is not None:
+        shifts_px = shifts_px.to(device=device, dtype=dtype)
+    freqs_A_inv = acc.points()[0] / (box * pixel_size_A)
     with tqdm(total=n, unit="particle", desc="reconstruct", disable=not progress) as bar:
         for indices, images in batches:
             index = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
             ctf_values = None
             if ctf is not None:
-                ctf_values = ctf_model.ctf_2d(ctf_subset(ctf, index), box, pixel_size_A)
-            for half, acc in enumerate(accs):
-                select = halves[index] == half
-                if not bool(select.any()):
-                    continue
-                rows = index[select]
-                backproject(acc, images[select.to(images.device)], rotations[rows],
-                            None if shifts_px is None else shifts_px[rows],
-                            None if ctf_values is None else ctf_values[select.to(ctf_values.device)])
+                ctf_values = ctf_at_points(ctf_subset(ctf, index), freqs_A_inv)
+            rows = index.to(device)
+            backproject(acc, images, rotations[rows],
+                        None if shifts_px is None else shifts_px[rows], ctf_values,
+                        None if halves is None else halves[index])
             bar.update(len(index))
-    return accs
+    return acc
 
 
-def _finish(accs: list[FourierAccumulator], pixel_size_A: float, n: int,
+def _finish(acc: FourierAccumulator, pixel_size_A: float, n: int,
             regularization: float) -> Reconstruction:
-    if len(accs) == 1:
-        return Reconstruction(finalize(accs[0], regularization), pixel_size_A, n)
-    return Reconstruction(finalize(accs[0] + accs[1], regularization), pixel_size_A, n,
-                          finalize(accs[0], regularization), finalize(accs[1], regularization))
+    volume = finalize(acc, regularization)
+    if acc.groups == 1:
+        return Reconstruction(volume, pixel_size_A, n)
+    return Reconstruction(volume, pixel_size_A, n, finalize(acc, regularization, group=0),
+                          finalize(acc, regularization, group=1))
 
 
 def reconstruct(images: torch.Tensor, rotations: torch.Tensor, pixel_size_A: float,
@@ -138,9 +139,9 @@ def reconstruct(images: torch.Tensor, rotations: torch.Tensor, pixel_size_A: flo
             stop = min(start + batch_size, n)
             yield np.arange(start, stop), images[start:stop]
 
-    accs = _accumulate(batches(), n, box, pixel_size_A, rotations, shifts_px, ctf, half_maps,
+    acc = _accumulate(batches(), n, box, pixel_size_A, rotations, shifts_px, ctf, half_maps,
                        seed, device, dtype, progress)
-    return _finish(accs, pixel_size_A, n, regularization)
+    return _finish(acc, pixel_size_A, n, regularization)
 
 
 def reconstruct_particles(particles, *, use_ctf: bool = True, half_maps: bool = False,
@@ -177,10 +178,10 @@ def reconstruct_particles(particles, *, use_ctf: bool = True, half_maps: bool = 
         shifts_px = relion_shifts_px(origins, pixel_size_A, particles.box)
     ctf = particles.ctf if use_ctf else None
     n = len(particles)
-    accs = _accumulate(iter_image_batches(particles, batch_size), n, particles.box, pixel_size_A,
+    acc = _accumulate(iter_image_batches(particles, batch_size), n, particles.box, pixel_size_A,
                        rotations, shifts_px, ctf, half_maps, seed, device, torch.float32,
                        progress)
-    return _finish(accs, pixel_size_A, n, regularization)
+    return _finish(acc, pixel_size_A, n, regularization)
 
 
 def with_image_stack(particles, stack_path) -> object:

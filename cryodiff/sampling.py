@@ -53,7 +53,8 @@ def sample_progressive(model: Model, condition: torch.Tensor, schedule: NoiseSch
     * ``"ddpm"``: ancestral sampling, Ho et al. 2020 Alg. 2 written with the posterior
       ``q(y_{t−1} | y_t, ŷ₀)`` (their eqs. 6–7), as in SR3 (Saharia et al. 2021, eq. 11).
     * ``"ddim"``: Song et al. 2021, eq. 12, with
-      ``σ_t = η·√((1−γ̄_{t−1})/(1−γ̄_t))·√(1−γ̄_t/γ̄_{t−1})``; ``eta = 0`` is deterministic given ``y_T``, ``eta = 1`` matches DDPM's variance.
+      ``σ_t = η·√((1−γ̄_{t−1})/(1−γ̄_t))·√(1−γ̄_t/γ̄_{t−1})``; ``eta = 0`` is deterministic
+      given ``y_T``, ``eta = 1`` is DDPM.
     """
     if sampler not in SAMPLERS:
         raise CryodiffError(f"unknown sampler {sampler!r} (choose from {', '.join(SAMPLERS)})")

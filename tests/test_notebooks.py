@@ -47,6 +47,8 @@ def _check_summary(stem: str, summary: dict) -> None:
 def _check_simulate(summary: dict) -> None:
     assert summary["n_particles"] > 0
     assert abs(summary["measured_snr"] / summary["snr"] - 1) < 0.1
+    assert abs(summary["measured_structural_snr"] / summary["structural_snr"] - 1) < 0.15
+    assert summary["pixel_size_A"] == pytest.approx(192 / summary["box"])
 
 
 def _check_train(summary: dict) -> None:
@@ -54,8 +56,12 @@ def _check_train(summary: dict) -> None:
 
 
 def _check_reconstruct(summary: dict) -> None:
-    resolutions = summary["resolution_0143_A"]
-    assert resolutions["clean"] <= resolutions["noisy"]
+    gold = summary["resolution_0143_A"]
+    nyquist = summary["nyquist_A"]
+    assert summary["n_particles"] > 0
+    assert gold["clean"] <= 1.1 * nyquist
+    assert nyquist < gold["noisy"] < 60
+    assert gold["clean"] < gold["noisy"]
 
 
 SUMMARY_CHECKS = {

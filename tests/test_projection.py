@@ -49,8 +49,9 @@ def _relion_case(reference_data, name, odd_box_offset=True, dtype=torch.float32)
 
 @pytest.mark.reference
 @pytest.mark.filterwarnings("ignore:.*no pixel size")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("name", list(RELION_STACKS))
+@pytest.mark.parametrize("name,dtype", [(name, torch.float32) for name in RELION_STACKS]
+                         + [("rln_proj_65_shifted", torch.float64),
+                            ("rln_proj_64_shifted", torch.float64)])
 def test_matches_relion_project(reference_data, name, dtype):
     ours, relion = _relion_case(reference_data, name, dtype=dtype)
     per_stack = _relative_errors(_standardise_stack(ours), _standardise_stack(relion))

@@ -48,7 +48,7 @@ def fit_image_to_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return losses
 

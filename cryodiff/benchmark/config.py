@@ -1,0 +1,110 @@
+"""What one benchmark run compares, and at which size: :class:`BenchmarkConfig` and presets.
+
+A preset fixes the data (box, maps, SNRs, split sizes), the training preset shared by every
+trained method (SR3 + post-processor, Noise2Noise, supervised U-Net: same training pairs,
+same number of optimiser steps and batch size), the sampling steps tried and which methods
+are also reconstructed in 3D. Slow methods (BM3D, SR3 with many steps) are evaluated in 2D
+on the first ``n_test_slow`` test particles only; the report says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from cryodiff.errors import CryodiffError
+
+# Every method the benchmark knows, in table order. "sr3" stands for the family of SR3 rows
+# (plain at each step count, with post-processor, posterior mean).
+BASELINE_METHODS = ("lowpass", "wiener", "bm3d", "topaz", "noise2noise", "supervised", "cwf")
+ALL_METHODS = BASELINE_METHODS + ("sr3",)
+SLOW_METHODS = ("bm3d",)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Sizes and choices of a benchmark run.
+
+    Data: ``box`` (pixels), ``maps`` (``"phantom"`` or MRC paths), ``pixel_size_A`` (Å,
+    overrides a map header's; None: the header's), ``snrs`` (total SNR), ``structural_snr``.
+    Splits (disjoint, independently seeded poses): ``n_train`` training pairs, ``n_val``
+    validation particles (σ of the low-pass, Wiener spectra, BM3D's noise scale, the SR3
+    run's own validation), ``n_test_3d`` held-out particles reconstructed in 3D whose first
+    ``n_test_2d`` give the 2D metrics (the first ``n_test_slow`` for slow methods).
+    Training: ``train_preset`` (a :data:`cryodiff.training.config.PRESETS` name) with
+    ``train_steps`` optimiser steps (None: the preset's) for every trained method.
+    SR3: ``sr3_steps`` step counts (DDIM), ``sr3_fast_steps`` the count used for the main
+    row, the post-processor and 3D, ``posterior_samples`` K for the posterior mean, and
+    ``slow_step_threshold`` above which a step count counts as slow.
+    ``methods`` to run; ``methods_3d`` also reconstructed (``"sr3"`` there means the
+    ``sr3_fast_steps`` rows with and without post-processor).
+    """
+
+    preset: str = "custom"
+    box: int = 32
+    maps: tuple[str, ...] = ("phantom",)
+    pixel_size_A: float | None = None
+    snrs: tuple[float, ...] = (0.1,)
+    structural_snr: float = 1.4
+    n_train: int = 1024
+    n_val: int = 64
+    n_test_2d: int = 64
+    n_test_slow: int = 16
+    n_test_3d: int = 2000
+    train_preset: str = "ci"
+    train_steps: int | None = None
+    post_train_steps: int | None = None
+    sr3_steps: tuple[int, ...] = (10, 50, 250)
+    sr3_fast_steps: int = 10
+    slow_step_threshold: int = 50
+    posterior_samples: int = 4
+    methods: tuple[str, ...] = ALL_METHODS
+    methods_3d: tuple[str, ...] = ("lowpass", "wiener", "topaz", "noise2noise", "supervised",
+                                   "cwf", "sr3")
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise :class:`CryodiffError` for settings no run can use."""
+        unknown = sorted((set(self.methods) | set(self.methods_3d)) - set(ALL_METHODS))
+        if unknown:
+            raise CryodiffError(f"unknown method(s) {', '.join(unknown)}; "
+                                f"choose from {', '.join(ALL_METHODS)}")
+        if not self.snrs or any(not s > 0 for s in self.snrs):
+            raise CryodiffError(f"SNRs must be positive, got {list(self.snrs)}")
+        if not self.maps:
+            raise CryodiffError("no map to benchmark on")
+        if not 0 < self.n_test_slow <= self.n_test_2d <= self.n_test_3d:
+            raise CryodiffError("need 0 < n_test_slow <= n_test_2d <= n_test_3d")
+        if self.n_train < 8 or self.n_val < 4:
+            raise CryodiffError("need at least 8 training and 4 validation particles")
+        if self.sr3_fast_steps not in self.sr3_steps:
+            raise CryodiffError(f"sr3_fast_steps ({self.sr3_fast_steps}) must be one of "
+                                f"sr3_steps {list(self.sr3_steps)}")
+
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+
+PRESETS: dict[str, BenchmarkConfig] = {
+    # ≤ 15 min on 2 CPU cores: one SNR, 32² boxes, 2000 particles in 3D; BM3D in 2D only.
+    "ci": BenchmarkConfig(preset="ci"),
+    "cpu-small": BenchmarkConfig(
+        preset="cpu-small", box=64, snrs=(0.1, 0.05, 0.01), n_train=4096, n_val=128,
+        n_test_2d=128, n_test_slow=32, n_test_3d=4000, train_preset="cpu-small",
+        sr3_steps=(10, 50, 250), methods_3d=("lowpass", "wiener", "topaz", "noise2noise",
+                                             "supervised", "cwf", "sr3")),
+    "gpu-paper": BenchmarkConfig(
+        preset="gpu-paper", box=128, snrs=(0.1, 0.05, 0.01), n_train=50_000, n_val=512,
+        n_test_2d=512, n_test_slow=64, n_test_3d=10_000, train_preset="gpu-paper",
+        sr3_steps=(10, 50, 250, 2000), posterior_samples=8,
+        methods_3d=("lowpass", "wiener", "topaz", "noise2noise", "supervised", "cwf", "sr3")),
+}
+
+
+def get_preset(name: str) -> BenchmarkConfig:
+    """The preset called ``name``; :class:`CryodiffError` listing the choices otherwise."""
+    if name not in PRESETS:
+        raise CryodiffError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return PRESETS[name]

@@ -1,0 +1,221 @@
+"""Running every method of the comparison on one condition: fit/train, then denoise test images.
+
+Each run returns :class:`MethodOutput` rows holding the denoised images of the first ``n``
+test particles (prefixes of the same test set, so 2D subsets and the 3D set agree) and the
+seconds per image of the denoising call alone (fitting/training time is reported apart).
+A peer that is not installed is skipped with its install hint; a peer that fails is reported
+as failed with the error — never dropped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cryodiff.baselines import make_baseline
+from cryodiff.baselines.base import DenoisingData
+from cryodiff.benchmark.conditions import Condition
+from cryodiff.benchmark.config import SLOW_METHODS, BenchmarkConfig
+from cryodiff.errors import CryodiffError
+from cryodiff.training.config import TrainConfig, get_preset, with_overrides
+
+
+@dataclass
+class MethodOutput:
+    """One row's denoised test images ``(n, L, L)`` (None when skipped or failed)."""
+
+    method: str
+    family: str
+    images: torch.Tensor | None
+    seconds_per_image: float | None = None
+    fit_seconds: float | None = None
+    status: str = "ok"
+    note: str = ""
+
+
+def train_config_for(config: BenchmarkConfig, condition: Condition) -> TrainConfig:
+    """The training preset every trained method shares, at the condition's box and SNR."""
+    base = get_preset(config.train_preset)
+    steps = config.train_steps if config.train_steps is not None else base.steps
+    post_steps = (config.post_train_steps if config.post_train_steps is not None
+                  else base.post_train_steps)
+    return with_overrides(base, box=config.box, snr=condition.snr, steps=steps,
+                          post_train_steps=post_steps, n_val=config.n_val,
+                          post_n_samples=min(base.post_n_samples, config.n_train),
+                          seed=config.seed, device=config.device)
+
+
+def _fit_data(name: str, condition: Condition) -> DenoisingData:
+    """Trained methods learn from the training split; the rest set parameters on validation."""
+    split = condition.train if name in ("noise2noise", "supervised") else condition.val
+    return DenoisingData(noisy=split.noisy, clean_ctf=split.clean_ctf, clean=split.clean,
+                         ctf=split.ctf_grid, noisy_pair=split.noisy_pair,
+                         pixel_size_A=condition.pixel_size_A)
+
+
+def _baseline_options(name: str, train: TrainConfig, device: torch.device) -> dict:
+    if name in ("noise2noise", "supervised"):
+        # Same backbone as the post-processor, without its condition input; same optimiser
+        # budget (steps × batch size) as the diffusion model.
+        backbone = dataclasses.replace(train.postprocess, condition_channels=0)
+        return {"steps": train.steps, "batch_size": train.batch_size, "lr": train.lr,
+                "seed": train.seed, "config": backbone, "device": device}
+    return {}
+
+
+def test_count(name: str, config: BenchmarkConfig) -> int:
+    """How many test particles a baseline denoises: all (3D), the 2D set, or the slow subset."""
+    if name in config.methods_3d:
+        return config.n_test_3d
+    return config.n_test_slow if name in SLOW_METHODS else config.n_test_2d
+
+
+def run_baseline(name: str, condition: Condition, config: BenchmarkConfig,
+                 device: torch.device) -> MethodOutput:
+    """Fit baseline ``name`` and denoise the first :func:`test_count` test particles."""
+    n = test_count(name, config)
+    test = condition.test
+    try:
+        baseline = make_baseline(name, **_baseline_options(
+            name, train_config_for(config, condition), device))
+        start = time.perf_counter()
+        baseline.fit(_fit_data(name, condition))
+        fit_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        images = baseline.denoise(test.noisy[:n], None if test.ctf_grid is None
+                                  else test.ctf_grid[:n])
+        seconds = (time.perf_counter() - start) / n
+    except CryodiffError as error:
+        return MethodOutput(name, name, None, status="skipped", note=str(error))
+    except Exception as error:  # a peer crashing must show in the table, not end the run
+        line = traceback.format_exception_only(type(error), error)[-1].strip()
+        return MethodOutput(name, name, None, status="failed", note=line[:300])
+    return MethodOutput(name, name, images.float(), seconds, fit_seconds,
+                        note=_baseline_note(name, baseline))
+
+
+def _baseline_note(name: str, baseline) -> str:
+    if name == "lowpass":
+        return f"σ = {baseline.sigma_px:.2f} px chosen on validation"
+    if name == "bm3d":
+        return f"noise std × {baseline.sigma_scale:g} chosen on validation"
+    if name == "topaz":
+        return f"pretrained '{baseline.model_name}' model, no training on these data"
+    if name in ("noise2noise", "supervised"):
+        return f"final training loss {sum(baseline.losses[-20:]) / max(len(baseline.losses[-20:]), 1):.4g}"
+    return ""
+
+
+def noisy_output(condition: Condition) -> MethodOutput:
+    """The raw particles as a 'method' (the reference every denoiser must beat)."""
+    return MethodOutput("noisy", "noisy", condition.test.noisy, 0.0, 0.0,
+                        note="raw particles")
+
+
+def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
+              progress: bool = True):
+    """Train SR3 and its post-processor on the condition (or reuse a finished identical run).
+
+    The run sees the training and validation splits (its own ``n_val`` pairs set aside for
+    validation), i.e. as many training pairs as the other trained methods.
+    Returns ``(Denoiser, train_seconds)``.
+    """
+    from cryodiff.denoise import load_denoiser
+    from cryodiff.training.checkpoint import latest_checkpoint, load_checkpoint
+    from cryodiff.training.data import PairedStackData
+    from cryodiff.training.loop import select_device, train
+    from cryodiff.training.postprocess import train_postprocessor
+
+    train_config = train_config_for(config, condition)
+    device = select_device(config.device, verbose=False)
+    latest = latest_checkpoint(run_dir)
+    if latest is not None:
+        state = load_checkpoint(latest)
+        if (state.get("postprocess") is not None and int(state["step"]) == train_config.steps
+                and TrainConfig.from_json(state["config"]) == train_config):
+            return load_denoiser(latest, device), 0.0
+        shutil.rmtree(run_dir)
+    data = PairedStackData(torch.cat([condition.train.noisy, condition.val.noisy]),
+                           torch.cat([condition.train.clean_ctf, condition.val.clean_ctf]),
+                           train_config)
+    start = time.perf_counter()
+    train(train_config, run_dir, data, progress=progress)
+    train_postprocessor(run_dir, data, device=str(device), progress=progress)
+    return load_denoiser(run_dir, device), time.perf_counter() - start
+
+
+def load_sr3(checkpoint, device: str = "auto"):
+    """A trained denoiser from a run folder or checkpoint (e.g. notebook 02's run)."""
+    from cryodiff.denoise import load_denoiser
+    from cryodiff.training.loop import select_device
+
+    return load_denoiser(checkpoint, select_device(device, verbose=False))
+
+
+@torch.no_grad()
+def _postprocess(denoiser, samples: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+    """Apply the post-processor to raw-unit samples, as ``posterior_samples`` does."""
+    norm, device = denoiser.normalisation, next(denoiser.postprocessor.parameters()).device
+    out = []
+    for start in range(0, len(samples), 256):
+        s = norm.target(samples[start:start + 256])[:, None].to(device)
+        c = norm.condition(noisy[start:start + 256])[:, None].to(device)
+        out.append(norm.denormalise(denoiser.postprocessor(s, c)[:, 0]).cpu())
+    return torch.cat(out)
+
+
+def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
+            train_seconds: float | None = None, progress: bool = False) -> list[MethodOutput]:
+    """SR3 rows: plain and post-processed at every step count, and the posterior mean.
+
+    Each step count is sampled once (DDIM); the post-processor is applied to those same
+    samples, so the two rows differ only by it. The ``sr3_fast_steps`` rows cover the whole
+    test set when SR3 is in ``methods_3d``; slow step counts use the ``n_test_slow`` subset.
+    """
+    from cryodiff.denoise import denoise_images
+
+    test, rows = condition.test, []
+    device = next(denoiser.model.parameters()).device
+    if denoiser.config.target != "clean_ctf":
+        raise CryodiffError(f"the benchmark compares against clean_ctf; this model was trained "
+                            f"for the {denoiser.config.target!r} target")
+    for steps in config.sr3_steps:
+        if steps == config.sr3_fast_steps and "sr3" in config.methods_3d:
+            n = config.n_test_3d
+        else:
+            n = config.n_test_slow if steps > config.slow_step_threshold else config.n_test_2d
+        noisy = test.noisy[:n]
+        start = time.perf_counter()
+        samples = denoise_images(denoiser.model, noisy, denoiser.normalisation,
+                                 denoiser.schedule, steps=steps, sampler="ddim",
+                                 seed=config.seed, batch_size=256, device=device,
+                                 progress=progress).mean
+        seconds = (time.perf_counter() - start) / n
+        rows.append(MethodOutput(f"sr3_{steps}", "sr3", samples, seconds, train_seconds,
+                                 note=f"{steps} DDIM steps, no post-processor"))
+        if denoiser.postprocessor is None:
+            continue
+        start = time.perf_counter()
+        refined = _postprocess(denoiser, samples, noisy)
+        rows.append(MethodOutput(f"sr3+pp_{steps}", "sr3+pp", refined,
+                                 seconds + (time.perf_counter() - start) / n, train_seconds,
+                                 note=f"{steps} DDIM steps + post-processor"))
+    k, steps, n = config.posterior_samples, config.sr3_fast_steps, config.n_test_2d
+    if k > 1:
+        start = time.perf_counter()
+        result = denoise_images(denoiser.model, test.noisy[:n], denoiser.normalisation,
+                                denoiser.schedule, steps=steps, sampler="ddim", n_samples=k,
+                                postprocessor=denoiser.postprocessor, seed=config.seed + 1,
+                                batch_size=256, device=device, progress=progress)
+        pp = " + post-processor" if denoiser.postprocessor is not None else ""
+        rows.append(MethodOutput(f"sr3_mean{k}_{steps}", "sr3-mean", result.mean,
+                                 (time.perf_counter() - start) / n, train_seconds,
+                                 note=f"mean of {k} samples, {steps} DDIM steps{pp}"))
+    return rows
+

@@ -1,0 +1,151 @@
+"""The benchmark run: for every map × SNR, simulate, run every method, score in 2D and 3D.
+
+:func:`run_benchmark` returns the result rows and writes ``results.json``, ``results.md`` and
+the figures into the output folder (see :mod:`cryodiff.benchmark.report`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cryodiff.benchmark.conditions import Condition, make_condition
+from cryodiff.benchmark.config import BASELINE_METHODS, BenchmarkConfig
+from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, metrics_2d,
+                                         reconstruct_split)
+from cryodiff.benchmark.methods import (MethodOutput, noisy_output, run_baseline, run_sr3,
+                                        train_sr3)
+from cryodiff.fsc import FscResult
+
+
+@dataclass
+class ConditionResult:
+    """Everything measured on one condition: rows, outputs, maps and FSC curves."""
+
+    condition: Condition
+    outputs: list[MethodOutput]
+    rows: list[dict] = field(default_factory=list)
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    fsc_curves: dict[str, FscResult] = field(default_factory=dict)
+    train_seconds: float | None = None
+
+
+def _row(output: MethodOutput, condition: Condition) -> dict:
+    return {"method": output.method, "family": output.family, "map": condition.map_name,
+            "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
+            "seconds_per_image": finite_or_none(output.seconds_per_image),
+            "fsc_0143_A": None, "fsc_05_A": None, "psnr_gain_db": None,
+            "n_test_2d": None, "n_test_3d": None, "fit_seconds": finite_or_none(output.fit_seconds),
+            "status": output.status, "note": output.note}
+
+
+def score(result: ConditionResult, config: BenchmarkConfig,
+          log: Callable[[str], None] = print) -> None:
+    """Fill ``result.rows`` (2D metrics, 3D FSC), ``maps`` and ``fsc_curves``."""
+    condition, test = result.condition, result.condition.test
+    px, truth = condition.pixel_size_A, condition.volume
+    clean = reconstruct_split(test.clean_ctf, test, px)
+    result.maps = {"truth": truth, "clean": clean}
+    result.fsc_curves = {"clean": fsc_to_truth(clean, truth, px)}
+    reference = {"method": "clean", "family": "reference", "map": condition.map_name,
+                 "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
+                 "seconds_per_image": None,
+                 "fsc_0143_A": result.fsc_curves["clean"].resolution_0143_A,
+                 "fsc_05_A": result.fsc_curves["clean"].resolution_05_A, "psnr_gain_db": None,
+                 "n_test_2d": None, "n_test_3d": len(test), "fit_seconds": None,
+                 "status": "reference",
+                 "note": "the clean target itself (upper bound for any denoiser in 3D)"}
+    for output in result.outputs:
+        row = _row(output, condition)
+        if output.images is not None:
+            n = min(len(output.images), config.n_test_2d)
+            row |= metrics_2d(output.images[:n], test.clean_ctf[:n], px)
+            row["n_test_2d"] = n
+            noisy_psnr = metrics_2d(test.noisy[:n], test.clean_ctf[:n], px)["psnr"]
+            row["psnr_gain_db"] = row["psnr"] - noisy_psnr
+            if len(output.images) == len(test):
+                volume = reconstruct_split(output.images, test, px)
+                curve = fsc_to_truth(volume, truth, px)
+                result.maps[output.method] = volume
+                result.fsc_curves[output.method] = curve
+                row |= {"fsc_0143_A": curve.resolution_0143_A, "fsc_05_A": curve.resolution_05_A,
+                        "n_test_3d": len(test)}
+        result.rows.append({k: finite_or_none(v) if isinstance(v, float) else v
+                            for k, v in row.items()})
+        if output.method == "noisy":
+            result.rows.append(reference)
+        log(f"  {output.method:<16} {output.status:<8} PSNR {row['psnr']}  FSC {row['fsc_0143_A']}")
+
+
+def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
+                  checkpoint: str | os.PathLike | None = None, progress: bool = True,
+                  log: Callable[[str], None] = print) -> ConditionResult:
+    """Run every method of ``config`` on ``condition`` and score it."""
+    from cryodiff.training.loop import select_device
+
+    device = select_device(config.device, verbose=False)
+    outputs = [noisy_output(condition)]
+    for name in BASELINE_METHODS:
+        if name not in config.methods:
+            outputs.append(MethodOutput(name, name, None, status="skipped",
+                                        note="not requested (--skip or the preset's method list)"))
+            continue
+        start = time.perf_counter()
+        outputs.append(run_baseline(name, condition, config, device))
+        log(f"  {name}: {outputs[-1].status} ({time.perf_counter() - start:.0f} s)")
+    train_seconds = None
+    if "sr3" in config.methods:
+        start = time.perf_counter()
+        if checkpoint is not None:
+            from cryodiff.benchmark.methods import load_sr3
+            denoiser = load_sr3(checkpoint, config.device)
+        else:
+            denoiser, train_seconds = train_sr3(condition, config, work_dir / f"sr3_{condition.tag}",
+                                                progress)
+        log(f"  sr3 trained/loaded ({time.perf_counter() - start:.0f} s)")
+        start = time.perf_counter()
+        outputs += run_sr3(denoiser, condition, config, train_seconds, progress=False)
+        log(f"  sr3 sampled ({time.perf_counter() - start:.0f} s)")
+    else:
+        outputs.append(MethodOutput("sr3+pp", "sr3+pp", None, status="skipped",
+                                    note="not requested (--skip or the preset's method list)"))
+    result = ConditionResult(condition, outputs, train_seconds=train_seconds)
+    score(result, config, log)
+    return result
+
+
+def run_benchmark(config: BenchmarkConfig, out_dir: str | os.PathLike,
+                  checkpoint: str | os.PathLike | None = None, command: str | None = None,
+                  progress: bool = True, figures: bool = True,
+                  log: Callable[[str], None] = print) -> list[dict]:
+    """Run the whole comparison and write its outputs into ``out_dir``; returns the rows.
+
+    ``checkpoint``: a trained SR3 run folder or file to use instead of training one per
+    condition (its box and target must match). ``command`` is recorded in ``results.md``.
+    """
+    from cryodiff.benchmark.report import write_outputs
+
+    config.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    results = []
+    for map_spec in config.maps:
+        for snr in config.snrs:
+            t0 = time.perf_counter()
+            condition = make_condition(map_spec, snr, config)
+            log(f"{condition.tag}: simulated {len(condition.train)}/{len(condition.val)}/"
+                f"{len(condition.test)} particles ({time.perf_counter() - t0:.0f} s)")
+            results.append(run_condition(condition, config, out / "work", checkpoint,
+                                         progress, log))
+    wall = time.perf_counter() - start
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    write_outputs(out, config, results, command=command, wall_seconds=wall,
+                  load=(load_start, load_end), checkpoint=checkpoint, figures=figures)
+    return [row for result in results for row in result.rows]

@@ -122,8 +122,9 @@ def relion_errors(name: str, method) -> tuple[float, float, str]:
             moved = shift_images(torch.from_numpy(np.ascontiguousarray(images)), shifts).numpy()
             stack = _standardised_errors(moved, reference, per_image=False)
             image = _standardised_errors(moved, reference, per_image=True)
-            label = (f"{'Aᵀ' if transpose_rot else 'A'}{', image transposed' if transpose_img else ''}"
-                     f", shift {'−' if sign < 0 else '+'}origin"
+            label = (("Aᵀ" if transpose_rot else "A")
+                     + (", image transposed" if transpose_img else "")
+                     + f", shift {'−' if sign < 0 else '+'}origin"
                      + (f" + ({dx:+.0f}, {dy:+.0f}) px" if particles.box % 2 else ""))
             if best is None or stack.max() < best[0]:
                 best = (float(stack.max()), float(image.max()), label)

@@ -13,8 +13,13 @@ the full map is the sum of both halves' accumulators.
 
 from __future__ import annotations
 
+import queue
+from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +32,7 @@ from cryodiff.errors import CryodiffError
 from cryodiff.fsc import FscResult, fsc
 from cryodiff.geometry import euler_to_matrix
 from cryodiff.io.images import iter_image_batches
+from cryodiff.io.mrc import StackFile
 from cryodiff.projection import relion_shifts_px
 
 
@@ -72,29 +78,100 @@ def ctf_subset(ctf: CtfParams, indices: torch.Tensor) -> CtfParams:
     return CtfParams(**{f.name: take(getattr(ctf, f.name)) for f in fields(CtfParams)})
 
 
+@contextmanager
+def _intra_op_threads(count: int) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count (worker threads replace it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _accumulate(batches: Iterable[tuple[np.ndarray, torch.Tensor]], n: int, box: int,
                 pixel_size_A: float, rotations: torch.Tensor, shifts_px: torch.Tensor | None,
                 ctf: CtfParams | None, half_maps: bool, seed: int, device: torch.device,
-                dtype: torch.dtype, progress: bool) -> FourierAccumulator:
-    """Insert every batch into one accumulator (two groups, one per half map, if asked)."""
+                dtype: torch.dtype, progress: bool, workers: int | None) -> FourierAccumulator:
+    """Insert every batch into one accumulator (two groups, one per half map, if asked).
+
+    On CPU, ``workers`` threads (default: torch's thread count) each fill their own
+    accumulator, summed at the end: the scatter-add that dominates the time is serial inside
+    torch, so batches run in parallel instead (torch releases the GIL in its kernels).
+    """
+    if workers is None:
+        workers = torch.get_num_threads() if device.type == "cpu" else 1
+    workers = max(1, workers)
     halves = half_map_split(n, seed) if half_maps else None
-    acc = new_accumulator(box, device=device, dtype=dtype, groups=2 if half_maps else 1)
+    free: queue.SimpleQueue[FourierAccumulator] = queue.SimpleQueue()
+    accs = [new_accumulator(box, device=device, dtype=dtype, groups=2 if half_maps else 1)
+            for _ in range(workers)]
+    for acc in accs:
+        free.put(acc)
     rotations = rotations.to(device=device, dtype=dtype)
     if shifts_px is not None:
         shifts_px = shifts_px.to(device=device, dtype=dtype)
-    freqs_A_inv = acc.points()[0] / (box * pixel_size_A)
-    with tqdm(total=n, unit="particle", desc="reconstruct", disable=not progress) as bar:
-        for indices, images in batches:
-            index = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
-            ctf_values = None
-            if ctf is not None:
-                ctf_values = ctf_at_points(ctf_subset(ctf, index), freqs_A_inv)
-            rows = index.to(device)
+    freqs_A_inv = accs[0].points()[0] / (box * pixel_size_A)
+
+    def insert(indices: np.ndarray, images: torch.Tensor) -> None:
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        ctf_values = None
+        if ctf is not None:
+            ctf_values = ctf_at_points(ctf_subset(ctf, index), freqs_A_inv)
+        rows = index.to(device)
+        acc = free.get()
+        try:
             backproject(acc, images, rotations[rows],
                         None if shifts_px is None else shifts_px[rows], ctf_values,
                         None if halves is None else halves[index])
-            bar.update(len(index))
-    return acc
+        finally:
+            free.put(acc)
+
+    with tqdm(total=n, unit="particle", desc="reconstruct", disable=not progress) as bar:
+        if workers == 1:
+            for indices, images in batches:
+                insert(indices, images)
+                bar.update(len(indices))
+        else:
+            # Reading stays in this thread; at most 2 batches per worker wait in memory.
+            with _intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+                pending: deque = deque()
+                for indices, images in batches:
+                    pending.append((len(indices), pool.submit(insert, indices, images)))
+                    while len(pending) > 2 * workers or (pending and pending[0][1].done()):
+                        count, job = pending.popleft()
+                        job.result()
+                        bar.update(count)
+                for count, job in pending:
+                    job.result()
+                    bar.update(count)
+    total = accs[0]
+    for acc in accs[1:]:
+        total = total + acc
+    return total
+
+
+def _single_stack_batches(particles, batch_size: int
+                          ) -> Iterator[tuple[np.ndarray, torch.Tensor]] | None:
+    """Batches read as contiguous blocks when every particle sits in order in one stack
+    (simulated data, extracted stacks); None otherwise."""
+    first = particles.image_paths[0]
+    start = int(particles.image_indices[0])
+    if (any(path != first for path in particles.image_paths)
+            or not np.array_equal(particles.image_indices,
+                                  np.arange(start, start + len(particles)))):
+        return None
+
+    def batches() -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        with StackFile(first) as stack:
+            if particles.box is not None and stack.box != particles.box:
+                raise CryodiffError(f"images are {stack.box}x{stack.box} but "
+                                    f"{particles.star_path} says the box is {particles.box}",
+                                    path=first)
+            for lo in range(0, len(particles), batch_size):
+                rows = np.arange(lo, min(lo + batch_size, len(particles)))
+                yield rows, stack.read(rows + start)
+    return batches()
 
 
 def _finish(acc: FourierAccumulator, pixel_size_A: float, n: int,
@@ -110,7 +187,7 @@ def reconstruct(images: torch.Tensor, rotations: torch.Tensor, pixel_size_A: flo
                 shifts_px: torch.Tensor | None = None, ctf: CtfParams | None = None, *,
                 half_maps: bool = False, seed: int = 0, batch_size: int = 512,
                 regularization: float = 1e-3, device: str | torch.device | None = None,
-                progress: bool = False) -> Reconstruction:
+                progress: bool = False, workers: int | None = None) -> Reconstruction:
     """Reconstruct a map from images in memory.
 
     Args:
@@ -123,6 +200,7 @@ def reconstruct(images: torch.Tensor, rotations: torch.Tensor, pixel_size_A: flo
         half_maps: also reconstruct two random halves (split by ``seed``).
         regularization: Wiener-like constant λ (see :mod:`cryodiff.backprojection`).
         device: where the work happens (default: the images' device; ``"auto"``: CUDA if any).
+        workers: parallel insertion threads on CPU (default: torch's thread count).
 
     The map is float64 for float64 images, float32 otherwise.
     """
@@ -140,14 +218,14 @@ def reconstruct(images: torch.Tensor, rotations: torch.Tensor, pixel_size_A: flo
             yield np.arange(start, stop), images[start:stop]
 
     acc = _accumulate(batches(), n, box, pixel_size_A, rotations, shifts_px, ctf, half_maps,
-                       seed, device, dtype, progress)
+                      seed, device, dtype, progress, workers)
     return _finish(acc, pixel_size_A, n, regularization)
 
 
 def reconstruct_particles(particles, *, use_ctf: bool = True, half_maps: bool = False,
                           seed: int = 0, batch_size: int = 512, regularization: float = 1e-3,
                           device: str | torch.device | None = None,
-                          progress: bool = True) -> Reconstruction:
+                          progress: bool = True, workers: int | None = None) -> Reconstruction:
     """Reconstruct from a :class:`cryodiff.io.star.ParticleStack`, streaming its images.
 
     Uses the STAR's poses and origins (RELION sign: the image carries ``-origin``), and its CTF
@@ -178,9 +256,11 @@ def reconstruct_particles(particles, *, use_ctf: bool = True, half_maps: bool = 
         shifts_px = relion_shifts_px(origins, pixel_size_A, particles.box)
     ctf = particles.ctf if use_ctf else None
     n = len(particles)
-    acc = _accumulate(iter_image_batches(particles, batch_size), n, particles.box, pixel_size_A,
-                       rotations, shifts_px, ctf, half_maps, seed, device, torch.float32,
-                       progress)
+    batches = _single_stack_batches(particles, batch_size)
+    if batches is None:
+        batches = iter_image_batches(particles, batch_size)
+    acc = _accumulate(batches, n, particles.box, pixel_size_A, rotations, shifts_px, ctf,
+                      half_maps, seed, device, torch.float32, progress, workers)
     return _finish(acc, pixel_size_A, n, regularization)
 
 
@@ -190,9 +270,6 @@ def with_image_stack(particles, stack_path) -> object:
     Simulated datasets keep clean and noisy versions of every particle in parallel stacks
     (``clean.mrcs``, ``particles.mrcs``) that share one STAR file.
     """
-    import dataclasses
-    from pathlib import Path
-
     stack = Path(stack_path).resolve()
-    return dataclasses.replace(particles, image_paths=[stack] * len(particles),
+    return replace(particles, image_paths=[stack] * len(particles),
                                image_indices=np.arange(len(particles)))

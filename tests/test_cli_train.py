@@ -43,3 +43,26 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     assert cli(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "no config.json" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_train_on_the_fly_from_the_phantom_then_postprocess(tmp_path):
+    """`--map phantom` training, resumed through the CLI with `--postprocess` (the run's own
+    tiny configuration comes from its config.json)."""
+    from cryodiff.denoise import load_denoiser
+    from cryodiff.training.data import SimulatedData
+    from cryodiff.training.loop import train
+    from training_helpers import tiny_config
+
+    run = tmp_path / "run"
+    config = tiny_config(32, steps=2, val_every=2)
+    train(config, run, SimulatedData("phantom", config), progress=False)
+    assert load_denoiser(run).postprocessor is None
+    assert cli(["train", "--map", "phantom", "--out", str(run), "--resume", "--steps", "3",
+                "--postprocess", "--no-progress"]) == 0
+    rows = json.loads((run / "metrics.json").read_text())
+    assert [r["step"] for r in rows] == [1, 2, 3] and "val_psnr" in rows[-1]
+    post_rows = json.loads((run / "postprocess_metrics.json").read_text())
+    assert post_rows[-1]["step"] == config.post_train_steps
+    denoiser = load_denoiser(run)
+    assert denoiser.step == 3 and denoiser.postprocessor is not None

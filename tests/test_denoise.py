@@ -58,3 +58,44 @@ def test_cli_denoise_stack_and_errors(run_dir, tmp_path, capsys):
     assert cli(["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(tmp_path / "nope"),
                 "--out", str(out)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["clean_ctf", "clean"])
+def test_cli_denoise_star_keeps_ctf_only_for_clean_ctf_target(target, tmp_path, capsys):
+    """A model that restores the CTF (target ``clean``) must give a STAR without CTF columns,
+    so that `cryodiff reconstruct` does not weight by the CTF a second time."""
+    from cryodiff.ctf import ctf_params
+    from cryodiff.io.mrc import read_stack, write_stack
+    from cryodiff.io.star import particles_from_arrays, read_particles, write_particles
+
+    config = tiny_config(steps=1, val_every=100, target=target)
+    run = tmp_path / "run"
+    train(config, run, PairedStackData(*blob_pairs(20, 16), config), progress=False)
+    n = 4
+    write_stack(tmp_path / "in.mrcs", blob_pairs(n, 16, seed=6)[0], 3.0)
+    eulers = torch.tensor([[0.0, 0.0, 0.0], [10.0, 80.0, 30.0], [200.0, 45.0, -60.0],
+                           [90.0, 120.0, 5.0]])
+    ctf = ctf_params(torch.tensor([12000.0, 15000.0, 18000.0, 21000.0]), amplitude_contrast=0.07)
+    write_particles(tmp_path / "in.star", particles_from_arrays(
+        "in.mrcs", eulers, None, ctf, 3.0, 16, base_dir=tmp_path))
+    out = tmp_path / "den.mrcs"
+    assert cli(["denoise", str(tmp_path / "in.star"), "--checkpoint", str(run), "--out",
+                str(out), "--steps", "1", "--device", "cpu"]) == 0
+    written = read_particles(tmp_path / "den.star")
+    assert read_stack(out).shape == (n, 16, 16)
+    assert [p.name for p in written.image_paths] == ["den.mrcs"] * n
+    assert written.image_indices.tolist() == list(range(n))
+    assert written.eulers_deg == pytest.approx(eulers.double().numpy())
+    assert float(written.pixel_size_A[0]) == 3.0
+    if target == "clean_ctf":
+        assert written.ctf is not None
+        assert written.ctf.defocus_u_A.tolist() == ctf.defocus_u_A.tolist()
+        assert float(written.ctf.amplitude_contrast[0]) == pytest.approx(0.07)
+    else:
+        assert written.ctf is None
+        # The optics table still describes the microscope.
+        assert float(written.optics["rlnAmplitudeContrast"].iloc[0]) == pytest.approx(0.07)
+        capsys.readouterr()
+        assert cli(["reconstruct", str(tmp_path / "den.star"), "--out",
+                    str(tmp_path / "map.mrc"), "--quiet"]) == 0
+        assert "reconstructing without CTF" in capsys.readouterr().out

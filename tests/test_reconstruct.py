@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cryodiff.backprojection import backproject, finalize, half_plane, new_accumulator
+from cryodiff.backprojection import (backproject, ctf_at_points, finalize, half_plane,
+                                     new_accumulator)
 from cryodiff.fourier import fft2_centered, fourier_resize, ifft2_centered, radius_grid
 from cryodiff.fsc import fsc
 from cryodiff.geometry import random_rotations
@@ -57,6 +58,24 @@ def test_half_plane_holds_one_point_of_every_hermitian_pair(box):
     rfft = torch.fft.rfft2(torch.fft.ifftshift(image)).reshape(-1)[rfft_index]
     centred = fft2_centered(image).reshape(-1)[centred_index]
     torch.testing.assert_close(rfft, centred)
+
+
+@pytest.mark.parametrize("box", [24, 25])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ctf_at_points_equals_ctf_2d_on_the_half_plane(box, dtype):
+    from cryodiff.ctf import ctf_2d, ctf_params
+
+    params = ctf_params([8000.0, 21000.0, 15000.0], [7000.0, 23000.0, 15000.0],
+                        [30.0, -70.0, 0.0], voltage_kV=[300.0, 200.0, 300.0],
+                        cs_mm=[2.7, 0.01, 2.0], amplitude_contrast=[0.1, 0.07, 0.0],
+                        bfactor_A2=[0.0, 80.0, 20.0], phase_shift_deg=[0.0, 0.0, 90.0])
+    freqs, _, centred_index = half_plane(box)
+    pixel_size_A = 1.3
+    points = ctf_at_points(params, freqs.to(dtype) / (box * pixel_size_A))
+    grid = ctf_2d(params, box, pixel_size_A, dtype=torch.float64).reshape(3, -1)
+    assert points.dtype == dtype
+    tolerance = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(points.double(), grid[:, centred_index], atol=tolerance, rtol=0)
 
 
 @pytest.mark.parametrize("box", [24, 25])
@@ -118,6 +137,9 @@ def test_batches_and_device_argument_do_not_change_the_result():
     one = reconstruct(images, rotations, 1.0, shifts, batch_size=300).volume
     many = reconstruct(images, rotations, 1.0, shifts, batch_size=7, device="cpu").volume
     torch.testing.assert_close(one, many, atol=1e-5, rtol=1e-4)
+    threads = reconstruct(images, rotations, 1.0, shifts, batch_size=7, workers=3).volume
+    serial = reconstruct(images, rotations, 1.0, shifts, batch_size=7, workers=1).volume
+    torch.testing.assert_close(threads, serial, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.slow

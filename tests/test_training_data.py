@@ -57,3 +57,36 @@ def test_bad_data_sources_raise_clear_errors(tmp_path):
         open_training_data(config, data_dir=tmp_path)
     with pytest.raises(CryodiffError, match="exactly one"):
         open_training_data(config)
+
+
+@pytest.mark.parametrize("box", [32, 33])  # the phantom starts at 32 pixels
+def test_simulated_data_is_seeded_fresh_and_at_the_requested_snr(box):
+    from cryodiff.simulate import disk_variance
+    from cryodiff.training.data import SimulatedData
+
+    config = tiny_config(box=box, snr=0.2, n_val=6)
+    data = open_training_data(config, map_spec="phantom")
+    assert isinstance(data, SimulatedData) and data.box == box
+    assert data.val_condition.shape == data.val_target.shape == (6, box, box)
+    condition, target = data.train_batch(5, 32)
+    assert condition.shape == target.shape == (32, box, box)
+    again = data.train_batch(5, 32)
+    assert torch.equal(condition, again[0]) and torch.equal(target, again[1])
+    # New particles every step and on every rank; validation particles are never drawn.
+    assert not torch.equal(target, data.train_batch(6, 32)[1])
+    assert not torch.equal(target, data.train_batch(5, 32, rank=1, world=2)[1])
+    assert not any(torch.allclose(v, t) for v in data.val_target for t in target)
+    # The pairs carry the configured SNR (signal and noise variance in the particle disk).
+    snr = float(disk_variance(target).mean() / disk_variance(condition - target).mean())
+    assert snr == pytest.approx(0.2, rel=0.3)
+    assert data.normalisation.condition_std > data.normalisation.target_std > 0
+
+
+def test_simulated_data_clean_target_has_no_ctf():
+    from cryodiff.training.data import SimulatedData
+
+    with_ctf = SimulatedData("phantom", tiny_config(32, target="clean_ctf"), n_normalisation=8)
+    restored = SimulatedData("phantom", tiny_config(32, target="clean"), n_normalisation=8)
+    # Same seeds, so the same particles; only the target differs (CTF applied or not).
+    assert torch.equal(with_ctf.val_condition, restored.val_condition)
+    assert not torch.allclose(with_ctf.val_target, restored.val_target)

@@ -6,10 +6,11 @@ per-image Wiener filter that also undoes each image's CTF. It is transductive: t
 statistics come from the images being denoised. Its native output is the CTF-corrected
 image (target ``"clean"``); for target ``"clean_ctf"`` the CTF is re-applied afterwards.
 
-Our CTF grids (:func:`cryodiff.ctf.ctf_2d`, RELION convention, centred with the origin at
-L//2 and rows = y) are handed to ASPIRE unchanged as ``ArrayFilter``s: ASPIRE's filter grid
-has the same layout (``grid_2d(L, indexing="yx")``). :func:`aspire_ctf_filter` converts
-:class:`cryodiff.ctf.CtfParams` to ASPIRE's parametric ``CTFFilter`` for users who want it.
+Our CTF grids (:func:`cryodiff.ctf.ctf_2d`, centred with the origin at L//2, rows = y) are
+handed to ASPIRE unchanged as ``ArrayFilter``s: ASPIRE's filter grid has the same layout
+(``grid_2d(L, indexing="yx")``), and passing the grid (not ASPIRE's own ``CTFFilter``, whose
+sign is opposite to ours) keeps the output's sign that of the data. :func:`aspire_ctf_filter`
+converts :class:`cryodiff.ctf.CtfParams` to an equal ASPIRE filter for users who want one.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ def _aspire():
 
 
 def aspire_ctf_filter(params: CtfParams, index: int):
-    """ASPIRE ``CTFFilter`` equal to RELION's CTF of particle ``index`` of ``params``.
+    """ASPIRE filter equal to :func:`cryodiff.ctf.ctf_2d` for particle ``index`` of ``params``.
 
-    ASPIRE evaluates ``h = sqrt(1-α²) sin χ' - α cos χ'`` with ``χ' = -χ_RELION``, which is
-    RELION's ``-[sqrt(1-A²) sin χ + A cos χ]``: the same function, so defocus (Å),
-    voltage (kV), Cs (mm) and amplitude contrast carry over. The astigmatism angle is in
-    radians, and the envelope is ``exp(-B' s²)`` with ``s`` in 1/nm against RELION's
-    ``exp(-B s² / 4)`` with ``s`` in 1/Å, so ``B' = B / 400``. ASPIRE has no phase shift.
+    ASPIRE's ``CTFFilter`` evaluates ``h = sqrt(1-α²) sin χ' - α cos χ'`` with
+    ``χ' = -χ``, i.e. ``-CTF`` in cryodiff's convention (``CTF(0) = +A``), so it is wrapped
+    in a multiplication by -1. Defocus (Å), voltage (kV), Cs (mm) and amplitude contrast
+    carry over; the astigmatism angle is in radians; the envelope is ``exp(-B' s²)`` with
+    ``s`` in 1/nm against ``exp(-B |k|² / 4)`` with ``k`` in 1/Å, so ``B' = B / 400``.
+    ASPIRE has no phase shift.
     """
     operators = _aspire().operators
 
@@ -56,11 +58,12 @@ def aspire_ctf_filter(params: CtfParams, index: int):
 
     if value(params.phase_shift_deg) != 0:
         raise CryodiffError("ASPIRE's CTFFilter has no phase shift; use the CTF grid instead")
-    return operators.CTFFilter(
+    aspire_ctf = operators.CTFFilter(
         voltage=value(params.voltage_kV), defocus_u=value(params.defocus_u_A),
         defocus_v=value(params.defocus_v_A),
         defocus_ang=math.radians(value(params.defocus_angle_deg)), Cs=value(params.cs_mm),
         alpha=value(params.amplitude_contrast), B=value(params.bfactor_A2) / 400)
+    return operators.MultiplicativeFilter(aspire_ctf, operators.ScalarFilter(dim=2, value=-1.0))
 
 
 def cwf_denoise(images: torch.Tensor, ctf: torch.Tensor | None = None,
@@ -90,8 +93,7 @@ def cwf_denoise(images: torch.Tensor, ctf: torch.Tensor | None = None,
         out = denoiser.denoise[:].asnumpy()
     finally:
         logger.setLevel(level)
-    return torch.from_numpy(np.ascontiguousarray(out)).to(device=images.device,
-                                                          dtype=images.dtype)
+    return torch.from_numpy(np.array(out)).to(device=images.device, dtype=images.dtype)
 
 
 class CwfDenoiser:

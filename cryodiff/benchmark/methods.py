@@ -158,6 +158,17 @@ def load_sr3(checkpoint, device: str = "auto"):
     return load_denoiser(checkpoint, select_device(device, verbose=False))
 
 
+def find_trained_run(folder) -> TrainConfig | None:
+    """The training configuration of the run in ``folder`` if it holds a checkpoint (e.g.
+    notebook 02's ``{run_dir}/train``), else None."""
+    from cryodiff.training.checkpoint import latest_checkpoint, load_checkpoint
+
+    latest = latest_checkpoint(folder) if Path(folder).is_dir() else None
+    if latest is None:
+        return None
+    return TrainConfig.from_json(load_checkpoint(latest)["config"])
+
+
 @torch.no_grad()
 def _postprocess(denoiser, samples: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
     """Apply the post-processor to raw-unit samples, as ``posterior_samples`` does."""

@@ -159,13 +159,48 @@ def write_figures(out: Path, config: BenchmarkConfig, results) -> dict:
     return curves
 
 
+def choose_denoised(result, preferred: str) -> str | None:
+    """The method whose 3D-set output is saved: ``preferred`` if it covered the whole test
+    set, else the best-PSNR method that did (None if only the noisy input did)."""
+    full = {o.method: o for o in result.outputs
+            if o.images is not None and len(o.images) == len(result.condition.test)}
+    if preferred in full:
+        return preferred
+    scored = [r for r in result.rows if r["method"] in full and r["method"] != "noisy"
+              and r["psnr"] is not None]
+    return max(scored, key=lambda r: r["psnr"])["method"] if scored else None
+
+
+def write_denoised_star(folder: Path, result, method: str) -> Path:
+    """Write ``denoised.mrcs`` (the method's output for the whole test set) and
+    ``denoised.star`` (its poses, origins and CTFs) into ``folder``; returns the STAR path.
+    The images keep the CTF (clean_ctf target): reconstruct them with CTF correction."""
+    from cryodiff.io.mrc import write_stack
+    from cryodiff.io.star import particles_from_arrays, write_particles
+
+    condition = result.condition
+    test, sim = condition.test, condition.simulation
+    images = next(o.images for o in result.outputs if o.method == method)
+    write_stack(folder / "denoised.mrcs", images, condition.pixel_size_A)
+    stack = particles_from_arrays("denoised.mrcs", test.eulers_deg, test.shifts_A, test.ctf,
+                                  condition.pixel_size_A, sim.box, sim.voltage_kV, sim.cs_mm,
+                                  sim.amplitude_contrast, base_dir=folder)
+    write_particles(folder / "denoised.star", stack)
+    return folder / "denoised.star"
+
+
 def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | None,
-                  wall_seconds: float, load: tuple, checkpoint=None, figures: bool = True) -> None:
-    """``results.json`` (all rows), ``results.md`` (tables and notes) and the figures."""
+                  wall_seconds: float, load: tuple, checkpoint=None, figures: bool = True,
+                  save_denoised: bool = False) -> None:
+    """``results.json`` (all rows), ``results.md`` (tables and notes), the figures and, with
+    ``save_denoised``, ``denoised.star`` + ``.mrcs`` for the first condition's test set."""
     rows = [row for result in results for row in result.rows]
     write_json_atomic(out / "results.json", rows)
     curves = write_figures(out, config, results) if figures else {}
     main = f"sr3+pp_{config.sr3_fast_steps}"
+    saved = choose_denoised(results[0], main) if save_denoised and results else None
+    if saved is not None:
+        write_denoised_star(out, results[0], saved)
     md = [f"# cryodiff benchmark (`{config.preset}` preset)", "",
           f"Command: `{command or 'run_benchmark(...)'}`", "",
           f"cryodiff {__version__}, {datetime.datetime.now().isoformat(timespec='seconds')}, "
@@ -192,6 +227,9 @@ def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | No
           "window 11, σ 1.5), FRC-0.143 of the mean FRC curve; seconds per image of the "
           "denoising call only (training/fitting time is `fit_seconds` in results.json).",
           ]
+    if saved is not None:
+        md.append(f"- `denoised.star`/`.mrcs`: the {saved} output for the "
+                  f"{results[0].condition.tag} test set (poses, origins, CTFs).")
     if checkpoint is not None:
         md.append(f"- SR3 was not trained here: checkpoint `{checkpoint}` was used.")
     md += ["", "## Budgets of the trained methods", ""] + _budget(config, results)

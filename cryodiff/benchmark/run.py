@@ -20,6 +20,7 @@ from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, metrics_2
                                          reconstruct_split)
 from cryodiff.benchmark.methods import (MethodOutput, noisy_output, run_baseline, run_sr3,
                                         train_sr3)
+from cryodiff.errors import CryodiffError
 from cryodiff.fsc import FscResult
 
 
@@ -104,6 +105,9 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
         if checkpoint is not None:
             from cryodiff.benchmark.methods import load_sr3
             denoiser = load_sr3(checkpoint, config.device)
+            if denoiser.config.box != config.box:
+                raise CryodiffError(f"the checkpoint was trained on {denoiser.config.box} px "
+                                    f"images, the benchmark uses {config.box} px", path=checkpoint)
         else:
             denoiser, train_seconds = train_sr3(condition, config, work_dir / f"sr3_{condition.tag}",
                                                 progress)
@@ -121,12 +125,14 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
 
 def run_benchmark(config: BenchmarkConfig, out_dir: str | os.PathLike,
                   checkpoint: str | os.PathLike | None = None, command: str | None = None,
-                  progress: bool = True, figures: bool = True,
+                  progress: bool = True, figures: bool = True, save_denoised: bool = False,
                   log: Callable[[str], None] = print) -> list[dict]:
     """Run the whole comparison and write its outputs into ``out_dir``; returns the rows.
 
     ``checkpoint``: a trained SR3 run folder or file to use instead of training one per
     condition (its box and target must match). ``command`` is recorded in ``results.md``.
+    ``save_denoised`` also writes ``denoised.star``/``.mrcs`` (the SR3 + post-processor output
+    of the first condition's test set, or the best method's that covered it).
     """
     from cryodiff.benchmark.report import write_outputs
 
@@ -147,5 +153,6 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | os.PathLike,
     wall = time.perf_counter() - start
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     write_outputs(out, config, results, command=command, wall_seconds=wall,
-                  load=(load_start, load_end), checkpoint=checkpoint, figures=figures)
+                  load=(load_start, load_end), checkpoint=checkpoint, figures=figures,
+                  save_denoised=save_denoised)
     return [row for result in results for row in result.rows]

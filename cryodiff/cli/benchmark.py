@@ -28,6 +28,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="use this trained SR3 run instead of training one per condition")
     parser.add_argument("--train-steps", type=int, help="optimiser steps of every trained method")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--save-denoised", action="store_true",
+                        help="also write DIR/denoised.star (+ .mrcs): SR3 + post-processor "
+                             "output of the first condition's 3D test set")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -66,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     command = "cryodiff " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if Path(sys.argv[0]).name in ("cryodiff", "__main__.py") else None
     rows = run_benchmark(config, args.out, checkpoint=args.checkpoint, command=command,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, save_denoised=args.save_denoised)
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"cryodiff: {ok} method rows measured, "
           f"{sum(r['status'] in ('skipped', 'failed') for r in rows)} skipped/failed; "

@@ -84,11 +84,28 @@ def main(args: argparse.Namespace) -> int:
           f"{'with' if use_post else 'without'} post-processor) -> {out}")
     if particles is not None:
         star = out.with_suffix(".star")
-        write_particles(star, dataclasses.replace(
-            particles, image_paths=[out.resolve()] * n, image_indices=np.arange(n)))
-        note = " (the CTF is still in the images)" if denoiser.config.target == "clean_ctf" else ""
+        write_particles(star, denoised_particles(particles, out, denoiser.config.target))
+        note = (" (the CTF is still in the images)" if denoiser.config.target == "clean_ctf"
+                else " (CTF restored: no CTF columns, reconstruct without CTF weighting)")
         print(f"cryodiff: wrote {star}{note}")
     return 0
+
+
+def denoised_particles(particles, stack: Path, target: str):
+    """The ParticleStack for the denoised ``stack`` (particle i is image i): same poses,
+    shifts and optics; the CTF kept for the ``clean_ctf`` target and dropped for ``clean``.
+
+    A ``clean`` model has already undone the CTF, so a reconstruction must not weight by it
+    again. RELION has no label for "CTF fully corrected" (``rlnCtfDataArePhaseFlipped`` would
+    make it weight by |CTF|, ``rlnCtfDataAreCtfPremultiplied`` by CTF²), so the defocus
+    columns are removed: RELION then treats the images as CTF-free (run it with CTF
+    correction off) and `cryodiff reconstruct` skips the CTF. Voltage, Cs and amplitude
+    contrast stay in the optics table.
+    """
+    n = len(particles)
+    return dataclasses.replace(particles, image_paths=[stack.resolve()] * n,
+                               image_indices=np.arange(n),
+                               ctf=particles.ctf if target == "clean_ctf" else None)
 
 
 class _Null:

@@ -1,0 +1,192 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 — Denoise held-out particles and compare with the baselines
+#
+# Notebook 02 trained the conditional diffusion denoiser (SR3) and its post-processor. Here we
+# ask the question the paper's Table 1 asks: **on particles the model never saw, does it
+# denoise better than the established methods — in 2D, and in the 3D map reconstructed from
+# the denoised particles?**
+#
+# Every method gets the same simulated data (the phantom, with CTF and structural noise):
+# a training split, a validation split for choosing each baseline's settings, and a test
+# split of held-out poses. We score each method against the *clean CTF-modulated projection*
+# (the pure-denoising target: removing the CTF is a separate problem) with
+#
+# * **PSNR** (dB) and **SSIM** — pixel-wise and structural similarity to the clean image;
+# * **FRC-0.143** — the resolution (Å) up to which the denoised and clean images still
+#   correlate, ring by ring in Fourier space;
+# * **3D FSC-0.143** — reconstruct a map from each method's output with the known poses and
+#   CTFs, and find where its FSC against the true map drops below 0.143. This is what a
+#   structural biologist cares about: a denoiser that invents detail would look sharp in 2D
+#   and still hurt the map.
+#
+# The full comparison at larger sizes is `cryodiff benchmark --preset cpu-small`; this
+# notebook runs the same code at a size that fits in a few minutes on a laptop CPU.
+
+# %% tags=["parameters"]
+run_dir = "runs/notebooks"
+device = "auto"
+snr = 0.1  # total SNR of the simulated particles
+box = 32  # used only when no trained run from notebook 02 is found (else its box)
+methods = ["lowpass", "wiener", "topaz", "noise2noise", "supervised", "sr3"]  # + "bm3d", "cwf"
+methods_3d = ["lowpass", "wiener", "supervised", "sr3"]
+n_train = 256  # training pairs for Noise2Noise and the supervised U-Net (and SR3 if trained here)
+n_test_2d = 32  # held-out particles for the 2D metrics
+n_test_3d = 600  # held-out particles reconstructed in 3D
+train_steps = 100  # optimiser steps of every method trained here
+sr3_steps = [10, 50]  # DDIM sampling steps to compare
+posterior_samples = 4
+seed = 0
+
+# %%
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Image, Markdown, display
+
+from cryodiff.benchmark import get_preset, run_benchmark
+from cryodiff.benchmark.methods import find_trained_run
+from cryodiff.io.atomic import write_json_atomic
+
+run = Path(run_dir)
+out_dir = run / "compare"
+
+# %% [markdown]
+# ## The diffusion model
+# If notebook 02 left a trained run in `{run_dir}/train`, we reuse it (and its box size).
+# Otherwise the comparison trains a small SR3 model and post-processor itself with the `ci`
+# preset, shortened to `train_steps` steps — expect a weaker SR3 then.
+
+# %%
+trained = find_trained_run(run / "train")
+checkpoint = run / "train" if trained is not None else None
+if trained is not None:
+    box = trained.box
+    print(f"reusing {checkpoint} (trained for {trained.steps} steps on {trained.box}² images, "
+          f"target {trained.target})")
+else:
+    print("no trained run found: SR3 will be trained here")
+
+config = dataclasses.replace(
+    get_preset("ci"), preset="notebook", box=box, snrs=(snr,), n_train=n_train,
+    n_val=min(64, n_train // 4), n_test_2d=n_test_2d, n_test_slow=min(8, n_test_2d),
+    n_test_3d=n_test_3d, train_steps=train_steps, post_train_steps=max(20, train_steps // 2),
+    sr3_steps=tuple(sr3_steps), sr3_fast_steps=min(sr3_steps),
+    slow_step_threshold=min(sr3_steps), posterior_samples=posterior_samples,
+    methods=tuple(methods), methods_3d=tuple(methods_3d), seed=seed, device=device)
+
+# %% [markdown]
+# ## What each baseline assumes
+#
+# * **Gaussian low-pass** — the signal lives at low spatial frequencies and the noise
+#   everywhere. One blur width σ for all particles, chosen on the validation split. It cannot
+#   tell a high-frequency detail from noise, so it trades resolution for smoothness.
+# * **CTF-aware Wiener filter** — signal and noise are Gaussian with radially symmetric power
+#   spectra, and each particle's CTF is known. It is the best *linear* filter: per frequency
+#   it keeps the fraction `C²S / (C²S + N)` of the image. It cannot use the shape of the
+#   particle.
+# * **BM3D** — the noise is white and Gaussian, the image made of repeating patches. Cryo-EM
+#   noise is coloured and the particle is not a texture, so its assumptions hold poorly.
+# * **Topaz-Denoise** — a U-Net trained with Noise2Noise on micrograph movie frames of other
+#   samples, used as shipped: a general-purpose prior, not one for this particle.
+# * **Noise2Noise** — needs two independent noisy images of the same projection and no clean
+#   image: the network learns to predict one from the other, whose average is the clean image.
+# * **Supervised U-Net** — trained on (noisy, clean) pairs like SR3, with the same backbone as
+#   the post-processor: one deterministic guess of the posterior mean.
+# * **ASPIRE CWF** — the clean images share a low-rank, rotation-invariant covariance, estimated
+#   from the test images themselves, then a per-image Wiener filter that also undoes the CTF.
+# * **SR3 (+ post-processor)** — a conditional diffusion model *samples* a clean image given the
+#   noisy one; the post-processor refines a few-step sample. Averaging several samples
+#   approaches the posterior mean.
+#
+# BM3D and CWF are slow on a CPU; they are left out of this notebook's default `methods`
+# (the `cryodiff benchmark` presets include them).
+
+# %% [markdown]
+# ## Run the comparison
+# `run_benchmark` simulates the splits, fits or trains every method, denoises the test
+# particles, scores them and writes `results.json`, `results.md` and the figures into
+# `{run_dir}/compare`. It also saves the SR3 + post-processor output of the 3D test set as
+# `denoised.star` for notebook 04.
+
+# %%
+rows = run_benchmark(config, out_dir, checkpoint=checkpoint, command="notebook 03",
+                     progress=False, save_denoised=True)
+table = pd.DataFrame(rows)[["method", "psnr", "psnr_gain_db", "ssim", "frc_0143",
+                            "seconds_per_image", "fsc_0143_A", "n_test_2d", "n_test_3d",
+                            "status"]]
+table.round(3)
+
+# %% [markdown]
+# ## The gallery
+# Rows are held-out particles; columns the noisy input, each method and the clean target.
+# Each image has its own grey scale.
+
+# %%
+display(Image(filename=str(out_dir / "gallery.png")))
+
+# %% [markdown]
+# ## PSNR against the number of sampling steps
+# Few sampling steps leave the SR3 sample noisy or blurred; the post-processor is trained to
+# close that gap, so that 10 steps can do what many steps do without it.
+
+# %%
+if (out_dir / "psnr_vs_steps.png").exists():
+    display(Image(filename=str(out_dir / "psnr_vs_steps.png")))
+
+# %% [markdown]
+# ## 3D: maps from denoised particles
+# Central slices of the maps reconstructed from the clean projections, the raw particles and
+# each method's output, beside the truth; then the FSC of each map against the true map.
+# A denoiser helps in 3D only if it removes noise *without* changing what the particles
+# share — averaging thousands of particles already removes much of the noise.
+
+# %%
+display(Image(filename=str(out_dir / "reconstructions.png")))
+display(Image(filename=str(out_dir / "fsc.png")))
+
+# %%
+display(Markdown((out_dir / "results.md").read_text()))
+
+# %% [markdown]
+# ## Record the key numbers
+
+# %%
+by_method = {row["method"]: row for row in rows}
+main = f"sr3+pp_{config.sr3_fast_steps}"
+scored = [r for r in rows if r["status"] == "ok" and r["psnr"] is not None and r["method"] != "noisy"]
+best = max(scored, key=lambda r: r["psnr"]) if scored else None
+record = {
+    "box": config.box,
+    "snr": snr,
+    "reused_training_run": checkpoint is not None,
+    "n_methods_ok": sum(r["status"] == "ok" for r in rows),
+    "psnr_noisy": by_method["noisy"]["psnr"],
+    "psnr_best": best["psnr"] if best else None,
+    "best_method": best["method"] if best else None,
+    "psnr_sr3_pp": by_method.get(main, {}).get("psnr"),
+    "ssim_sr3_pp": by_method.get(main, {}).get("ssim"),
+    "fsc_clean_A": by_method["clean"]["fsc_0143_A"],
+    "fsc_noisy_A": by_method["noisy"]["fsc_0143_A"],
+    "fsc_sr3_pp_A": by_method.get(main, {}).get("fsc_0143_A"),
+    "denoised_star": str(out_dir / "denoised.star") if (out_dir / "denoised.star").exists() else None,
+    "rows": rows,
+}
+write_json_atomic(run / "03_denoise_and_compare.json", record)
+{k: v for k, v in record.items() if k != "rows"}

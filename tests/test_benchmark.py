@@ -1,0 +1,120 @@
+"""The benchmark core at a tiny size: schema, sanity of the scores, skipped peers, SR3 rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from cryodiff.benchmark import get_preset, run_benchmark
+from cryodiff.benchmark import methods as bench_methods
+from cryodiff.benchmark.conditions import make_condition
+from cryodiff.errors import CryodiffError
+
+REQUIRED = ("method", "map", "snr", "psnr", "ssim", "frc_0143", "seconds_per_image",
+            "fsc_0143_A")
+
+TINY = dataclasses.replace(
+    get_preset("ci"), n_train=48, n_val=16, n_test_2d=16, n_test_slow=4, n_test_3d=240,
+    train_steps=15, methods=("lowpass", "wiener", "topaz", "supervised"),
+    methods_3d=("lowpass", "supervised"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny run with Topaz made to look uninstalled."""
+    real = bench_methods.make_baseline
+
+    def make(name, **options):
+        if name == "topaz":
+            raise CryodiffError("Topaz baseline skipped: topaz-em not installed (pip install …)")
+        return real(name, **options)
+
+    out = tmp_path_factory.mktemp("bench")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench_methods, "make_baseline", make)
+        rows = run_benchmark(TINY, out, command="pytest", progress=False, log=lambda _: None)
+    return out, rows
+
+
+@pytest.mark.slow
+def test_results_files_and_schema(tiny_run):
+    out, rows = tiny_run
+    saved = json.loads((out / "results.json").read_text())
+    assert saved == json.loads(json.dumps(rows))
+    for row in saved:
+        assert set(REQUIRED) <= set(row)
+        assert row["map"] == "phantom" and row["snr"] == 0.1
+        for key in ("psnr", "ssim", "frc_0143", "fsc_0143_A"):
+            assert row[key] is None or math.isfinite(row[key])
+    text = (out / "results.md").read_text()
+    assert "Command: `pytest`" in text and "| supervised |" in text
+    for figure in ("gallery.png", "reconstructions.png", "fsc.png"):
+        assert (out / figure).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_clean_beats_noisy_in_3d_and_noisy_has_lowest_psnr(tiny_run):
+    _, rows = tiny_run
+    by = {row["method"]: row for row in rows}
+    assert by["clean"]["fsc_0143_A"] < by["noisy"]["fsc_0143_A"]
+    assert by["noisy"]["n_test_3d"] == TINY.n_test_3d
+    working = [r for r in rows if r["status"] == "ok" and r["method"] != "noisy"]
+    assert {r["method"] for r in working} == {"lowpass", "wiener", "supervised"}
+    assert all(r["psnr"] > by["noisy"]["psnr"] + 1 for r in working)
+    assert all(r["ssim"] > by["noisy"]["ssim"] for r in working)
+    # only the methods_3d rows were reconstructed
+    assert by["lowpass"]["fsc_0143_A"] is not None and by["wiener"]["fsc_0143_A"] is None
+
+
+@pytest.mark.slow
+def test_skipped_peers_are_listed_with_a_note(tiny_run):
+    out, rows = tiny_run
+    by = {row["method"]: row for row in rows}
+    assert by["topaz"]["status"] == "skipped" and "not installed" in by["topaz"]["note"]
+    for name in ("bm3d", "noise2noise", "cwf", "sr3+pp"):
+        assert by[name]["status"] == "skipped" and by[name]["note"]
+        assert by[name]["psnr"] is None
+    assert "topaz [skipped]: Topaz baseline skipped" in (out / "results.md").read_text()
+
+
+def test_splits_are_disjoint_and_noise2noise_pairs_independent():
+    config = dataclasses.replace(TINY, n_train=32, n_val=8, n_test_3d=32)
+    condition = make_condition("phantom", 0.1, config)
+    train, test = condition.train, condition.test
+    assert not (train.eulers_deg[:, None, :] == test.eulers_deg[None, :, :]).all(-1).any()
+    noise_a = train.noisy - train.clean_ctf
+    noise_b = train.noisy_pair - train.clean_ctf
+    correlation = torch.corrcoef(torch.stack([noise_a.flatten(), noise_b.flatten()]))[0, 1]
+    assert abs(float(correlation)) < 0.05
+    # same SNR in every split: the noise variance is calibrated once
+    variances = [float((s.noisy - s.clean_ctf).var()) for s in (train, condition.val, test)]
+    assert max(variances) / min(variances) < 1.3
+
+
+def test_sr3_rows_with_an_untrained_model():
+    from cryodiff.denoise import Denoiser
+    from cryodiff.diffusion import make_schedule
+    from cryodiff.models.postprocess import PostProcessUNet
+    from cryodiff.models.unet import SR3UNet
+    from cryodiff.training.config import get_preset as train_preset
+    from cryodiff.training.data import Normalisation
+
+    config = dataclasses.replace(TINY, n_train=16, n_val=8, n_test_2d=6, n_test_slow=3,
+                                 n_test_3d=10, sr3_steps=(1, 3), sr3_fast_steps=1,
+                                 slow_step_threshold=2, posterior_samples=2, methods_3d=("sr3",))
+    condition = make_condition("phantom", 0.1, config)
+    train = train_preset("ci")
+    torch.manual_seed(0)
+    denoiser = Denoiser(SR3UNet(train.model).eval(), PostProcessUNet(train.postprocess).eval(),
+                        Normalisation(0.0, 1.0, 0.0, 1.0), make_schedule("linear", 2000), train, 0)
+    rows = {r.method: r for r in bench_methods.run_sr3(denoiser, condition, config)}
+    assert list(rows) == ["sr3_1", "sr3+pp_1", "sr3_3", "sr3+pp_3", "sr3_mean2_1"]
+    assert rows["sr3_1"].images.shape == (10, 32, 32)  # fast steps cover the 3D set
+    assert rows["sr3_3"].images.shape == (3, 32, 32)  # slow step counts: the small subset
+    assert rows["sr3_mean2_1"].images.shape == (6, 32, 32)
+    refined = bench_methods._postprocess(denoiser, rows["sr3_1"].images, condition.test.noisy)
+    torch.testing.assert_close(rows["sr3+pp_1"].images, refined)

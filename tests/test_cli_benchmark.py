@@ -1,0 +1,52 @@
+"""``cryodiff benchmark`` refuses bad input with one line naming the problem (no run starts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryodiff.cli import main
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("cryodiff: error:")
+    return err
+
+
+def test_unknown_preset(tmp_path, capsys):
+    assert main(["benchmark", "--preset", "laptop", "--out", str(tmp_path)]) == 2
+    assert "unknown preset 'laptop'" in _error(capsys)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_missing_map(tmp_path, capsys):
+    missing = tmp_path / "nope.mrc"
+    assert main(["benchmark", "--map", str(missing), "--out", str(tmp_path / "o")]) == 2
+    assert f"{missing}: map not found" in _error(capsys)
+
+
+def test_map_that_is_not_an_mrc(tmp_path, capsys):
+    text = tmp_path / "notes.mrc"
+    text.write_text("not a map")
+    assert main(["benchmark", "--map", str(text), "--out", str(tmp_path / "o"),
+                 "--skip", "lowpass", "wiener", "bm3d", "topaz", "noise2noise", "supervised",
+                 "cwf", "sr3"]) == 2
+    assert str(text) in _error(capsys)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--skip", "magic"], "unknown method(s) for --skip: magic"),
+    (["--snr", "0"], "SNRs must be positive"),
+    (["--pixel-size", "-1"], "--pixel-size must be positive"),
+    (["--train-steps", "0"], "--train-steps must be positive"),
+])
+def test_bad_options(tmp_path, capsys, argv, message):
+    assert main(["benchmark", "--out", str(tmp_path / "o"), *argv]) == 2
+    assert message in _error(capsys)
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    assert main(["benchmark", "--checkpoint", str(tmp_path / "run"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "checkpoint not found" in _error(capsys)

@@ -3,12 +3,15 @@
 #   make test   -- set up .venv and run the test suite
 #
 # TORCH selects the torch requirement. Without an NVIDIA driver it pins the CPU build that
-# installs quickly (torch==2.13.0); with one, the normal (CUDA) build. Override freely:
-#   make demo TORCH="torch==2.13.0"
+# installs quickly (torch==2.13.0, with the matching torchvision for Topaz); with one, the
+# normal (CUDA) build. Override freely: make demo TORCH="torch==2.13.0" TORCHVISION=...
+# EXTRAS=test,peers installs the peers the tests and benchmarks compare against.
 PYTHON ?= python3
 VENV ?= .venv
-TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
-EXTRAS ?= test
+GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
+TORCH ?= $(if $(GPU),torch,torch==2.13.0)
+TORCHVISION ?= $(if $(GPU),torchvision,torchvision==0.28.*)
+EXTRAS ?= test,peers
 RUN ?= runs/demo
 PRESET ?= ci
 PYTEST_ARGS ?=
@@ -22,8 +25,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q "$(TORCH)" "$(TORCHVISION)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]" "$(TORCH)" "$(TORCHVISION)"
 	touch $@
 
 demo: setup

@@ -3,12 +3,14 @@ post-processor goal.
 
     python benchmarks/diffusion.py speed [--presets ci cpu-small] [--train-steps 20]
     python benchmarks/diffusion.py goal RUN [--n 64] [--many 250] [--few 10]
+        [--train-preset cpu-small [--train-steps N] [--post-n-samples N] [--post-train-steps N]]
 
 ``speed`` measures, per preset, the model sizes, training images/s (the real training loop
 on pairs simulated on the fly, after one warm-up step) and denoising images·steps/s of the EMA
 U-Net (DDIM, batch 64) plus the post-processor's images/s — wall clock and CPU time, with the
 load average, since other jobs may share the machine. ``goal`` evaluates a trained run
-(``cryodiff train --map phantom --preset cpu-small --postprocess``) on its held-out
+(``cryodiff train --map phantom --preset cpu-small --postprocess``, or trained here with
+``--train-preset``) on its held-out
 particles: PSNR of ``few`` DDIM steps + post-processor against ``many`` steps without it
 (the issue's goal: within 0.2 dB). Both print Markdown to paste into
 benchmarks/results/diffusion.md (``--json`` also writes the numbers).
@@ -33,6 +35,7 @@ from cryodiff.training.config import get_preset, with_overrides
 from cryodiff.training.data import SimulatedData
 from cryodiff.training.evaluate import psnr_vs_steps
 from cryodiff.training.loop import train
+from cryodiff.training.postprocess import train_postprocessor
 
 
 def _clock() -> tuple[float, float]:
@@ -108,6 +111,17 @@ def speed_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def train_run(run: str, preset: str, steps: int | None, post_n_samples: int | None,
+              post_train_steps: int | None) -> None:
+    """Train ``preset`` (optionally shortened) on the fly from the phantom into ``run``, then
+    its post-processor — what ``cryodiff train --map phantom --postprocess`` does."""
+    config = with_overrides(get_preset(preset), steps=steps, device="cpu",
+                            post_n_samples=post_n_samples, post_train_steps=post_train_steps)
+    data = SimulatedData("phantom", config)
+    train(config, run, data, progress=False)
+    train_postprocessor(run, data, device="cpu", progress=False)
+
+
 def goal(run: str, n: int, many: int, few: int) -> dict:
     """PSNR on the run's held-out particles: ``few`` steps + post-processor vs ``many`` without."""
     denoiser = load_denoiser(run)
@@ -142,6 +156,10 @@ def main() -> None:
     p_goal.add_argument("--n", type=int, default=64)
     p_goal.add_argument("--many", type=int, default=250)
     p_goal.add_argument("--few", type=int, default=10)
+    p_goal.add_argument("--train-preset", help="first train this preset into RUN")
+    p_goal.add_argument("--train-steps", type=int, help="shorten the preset's training")
+    p_goal.add_argument("--post-n-samples", type=int)
+    p_goal.add_argument("--post-train-steps", type=int)
     for p in (p_speed, p_goal):
         p.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
@@ -154,6 +172,9 @@ def main() -> None:
         out: dict | list = rows
         text = speed_table(rows)
     else:
+        if args.train_preset:
+            train_run(args.run, args.train_preset, args.train_steps, args.post_n_samples,
+                      args.post_train_steps)
         out = goal(args.run, args.n, args.many, args.few)
         text = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
                          for k, v in out.items())

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -46,15 +45,18 @@ ASPIRE_SCRIPT = textwrap.dedent("""
 
 
 def _run(command: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak memory (MB) of a child process."""
+    """Wall seconds and peak memory (MB) of a child process.
+
+    Each child runs under its own wrapper process, so ``RUSAGE_CHILDREN.ru_maxrss`` (a maximum
+    over all children ever waited for) measures that child alone.
+    """
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+               "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     start = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the maximum over all children so far: report it when it grew.
-    return seconds, (peak if peak > before else float("nan")) / 1024
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=cwd, check=True,
+                          capture_output=True, text=True)
+    return time.perf_counter() - start, int(done.stdout.split()[-1]) / 1024
 
 
 def _resolution(volume: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:

@@ -95,7 +95,8 @@ device = select_device(config.device)
 
 # %%
 data_01 = run_dir / "data"
-if (data_01 / "particles.mrcs").is_file() and stack_info(data_01 / "particles.mrcs")[1] == config.box:
+stack_01 = data_01 / "particles.mrcs"
+if stack_01.is_file() and stack_info(stack_01)[1] == config.box:
     data = PairedStackData.from_folder(data_01, config)
     source = f"{data_01} ({len(data)} training particles)"
 else:

@@ -18,8 +18,8 @@ REQUIRED = ("method", "map", "snr", "psnr", "ssim", "frc_0143", "seconds_per_ima
             "fsc_0143_A")
 
 TINY = dataclasses.replace(
-    get_preset("ci"), n_train=48, n_val=16, n_test_2d=16, n_test_slow=4, n_test_3d=240,
-    train_steps=15, methods=("lowpass", "wiener", "topaz", "supervised"),
+    get_preset("ci"), n_train=48, n_val=16, n_test_2d=16, n_test_slow=4, n_test_3d=200,
+    train_steps=10, methods=("lowpass", "wiener", "topaz", "supervised"),
     methods_3d=("lowpass", "supervised"))
 
 

@@ -17,7 +17,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="a run folder (its latest checkpoint) or a checkpoint file")
     parser.add_argument("--out", required=True, metavar="OUT.mrcs",
                         help="denoised stack; OUT_std.mrcs with --samples > 1; OUT.star for "
-                             "STAR input")
+                             "STAR input (without CTF columns when the model restores the "
+                             "CTF, i.e. was trained with --target clean)")
     parser.add_argument("--steps", type=int,
                         help="sampling steps (default: the post-processor's training steps "
                              "when it is used, else 100)")

@@ -34,7 +34,8 @@ def reverse_process_viewer(frames: Sequence[Mapping[str, Any]],
             output.clear_output(wait=True)
             figure, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 3.0))
             for axis, (name, image) in zip(axes, panels.items()):
-                axis.imshow(image.detach().cpu().reshape(image.shape[-2:]), cmap="gray")
+                pixels = image.detach().cpu().reshape(image.shape[-2:]).numpy()
+                axis.imshow(pixels, cmap="gray")
                 axis.set_title(name, fontsize=9)
                 axis.set_axis_off()
             figure.suptitle(f"step {frame['step'] + 1} of {len(frames)} "

@@ -20,13 +20,17 @@ PRESET_PARAMETERS: dict[str, dict[str, dict]] = {
     "cpu-small": {
         "01_simulate_projections": {"box": 64, "n_particles": 5000},
         "02_train_diffusion": {"preset": "cpu-small"},
-        "03_denoise_and_compare": {"preset": "cpu-small"},
+        "03_denoise_and_compare": {"n_train": 4096, "n_test_2d": 128, "n_test_3d": 4000,
+                                   "train_steps": 4000},
         "04_reconstruct_and_fsc": {"box": 64, "n_particles": 5000},
     },
     "gpu-paper": {
         "01_simulate_projections": {"box": 128, "n_particles": 20000},
         "02_train_diffusion": {"preset": "gpu-paper"},
-        "03_denoise_and_compare": {"preset": "gpu-paper"},
+        "03_denoise_and_compare": {"n_train": 50000, "n_test_2d": 512, "n_test_3d": 10000,
+                                   "train_steps": 20000, "sr3_steps": [10, 50, 250],
+                                   "methods": ["lowpass", "wiener", "bm3d", "topaz", "noise2noise",
+                                               "supervised", "cwf", "sr3"]},
         "04_reconstruct_and_fsc": {"box": 128, "n_particles": 20000},
     },
 }

@@ -31,9 +31,9 @@
 # All the physics lives in the `cryodiff` package; the notebook only calls it and plots.
 
 # %% tags=["parameters"]
-box = 64  # image size in pixels
-n_particles = 300  # particles in the saved dataset
-snr = 0.05  # total SNR: var(CTF·signal) / var(everything else)
+box = 32  # image size in pixels (32 matches the ci training preset of notebook 02)
+n_particles = 2000  # particles in the saved dataset (notebook 04 reconstructs from them)
+snr = 0.1  # total SNR: var(CTF·signal) / var(everything else)
 structural_snr = 1.4  # SNR of the structural noise alone (ice, carbon, detergent)
 belt = False  # add a disordered detergent belt around each particle
 seed = 0
@@ -162,7 +162,7 @@ show_image_rows({"noisy": batch.particles, "structural noise": batch.structural,
                  "clean ⊛ CTF": batch.clean_ctf, "clean": batch.clean});
 
 # %% [markdown]
-# At SNR 0.05 the particle is nearly invisible to the eye: the noise variance is twenty
+# At SNR 0.1 the particle is barely visible to the eye: the noise variance is ten
 # times the signal's. This is the denoiser's job in notebook 02.
 #
 # ## 6. The dataset on disk
@@ -173,7 +173,7 @@ show_image_rows({"noisy": batch.particles, "structural noise": batch.structural,
 # The same is available on the command line:
 #
 # ```
-# cryodiff simulate --map phantom --box 64 --n 300 --snr 0.05 --out runs/notebooks/data
+# cryodiff simulate --map phantom --box 32 --n 2000 --snr 0.1 --out runs/notebooks/data
 # ```
 
 # %%

@@ -15,7 +15,8 @@ import pytest
 from cryodiff.notebook_runner import discover_notebooks, notebook_parameters, run_notebook
 
 NOTEBOOKS = discover_notebooks()
-EXPECTED = {"01_simulate_projections", "02_train_diffusion", "04_reconstruct_and_fsc"}
+EXPECTED = {"01_simulate_projections", "02_train_diffusion", "03_denoise_and_compare",
+            "04_reconstruct_and_fsc"}
 
 
 def test_no_notebook_went_missing():
@@ -53,6 +54,16 @@ def _check_simulate(summary: dict) -> None:
 
 def _check_train(summary: dict) -> None:
     assert summary["psnr_denoised"] > summary["psnr_noisy"] + 1.0
+    assert summary["psnr_denoised_no_postprocess"] > summary["psnr_noisy"]
+    assert summary["loss_last"] < 0.5 * summary["loss_first"]
+    assert summary["ssim_denoised"] > summary["ssim_noisy"]
+
+
+def _check_compare(summary: dict) -> None:
+    assert summary["n_methods_ok"] >= 5
+    assert summary["psnr_best"] > summary["psnr_noisy"] + 8
+    assert summary["fsc_clean_A"] <= summary["fsc_noisy_A"]
+    assert summary["denoised_star"]
 
 
 def _check_reconstruct(summary: dict) -> None:
@@ -67,6 +78,7 @@ def _check_reconstruct(summary: dict) -> None:
 SUMMARY_CHECKS = {
     "01_simulate_projections": _check_simulate,
     "02_train_diffusion": _check_train,
+    "03_denoise_and_compare": _check_compare,
     "04_reconstruct_and_fsc": _check_reconstruct,
 }
 

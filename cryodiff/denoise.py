@@ -70,7 +70,7 @@ def load_denoiser(checkpoint: str | os.PathLike, device: str | torch.device = "c
 
 @torch.no_grad()
 def denoise_images(model: torch.nn.Module, images: torch.Tensor, normalisation: Normalisation,
-                   schedule: NoiseSchedule, *, steps: int = 10, sampler: str = "ddim",
+                   schedule: NoiseSchedule, *, steps: int = 10, sampler: str = "ddpm",
                    n_samples: int = 1, postprocessor: torch.nn.Module | None = None,
                    batch_size: int = 64, seed: int = 0, device: str | torch.device | None = None,
                    progress: bool = False) -> DenoiseResult:
@@ -109,7 +109,7 @@ def denoise_images(model: torch.nn.Module, images: torch.Tensor, normalisation: 
 
 
 def denoise_with(denoiser: Denoiser, images: torch.Tensor, *, steps: int = 10,
-                 sampler: str = "ddim", n_samples: int = 1, postprocess: bool = True,
+                 sampler: str = "ddpm", n_samples: int = 1, postprocess: bool = True,
                  batch_size: int = 64, seed: int = 0, progress: bool = False) -> DenoiseResult:
     """:func:`denoise_images` with a loaded :class:`Denoiser` (post-processor if present
     and ``postprocess``)."""

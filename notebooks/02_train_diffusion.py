@@ -134,7 +134,7 @@ plot_schedules({"linear (SR3)": make_schedule("linear", config.timesteps),
 # particle and `√γ̄` — for the noise `ε`; the loss is the L1 error. AdamW with warm-up,
 # gradient clipping and an exponential moving average (EMA) of the weights, which is what we
 # sample with. The curve redraws as training runs; the orange points are the validation PSNR
-# (EMA model, 10 DDIM steps) and the dashed line the PSNR of the noisy input.
+# (EMA model, 10 DDPM steps) and the dashed line the PSNR of the noisy input.
 #
 # The same run from the command line:
 # `cryodiff train --map phantom --preset ci --out runs/notebooks/train --postprocess`.
@@ -156,7 +156,7 @@ print(f"loss {first['loss']:.3f} → {last['loss']:.3f}; validation PSNR {last['
 #
 # With few sampling steps the sample is not quite converged. The post-processor is a small
 # U-Net trained on exactly those fast samples: the trained denoiser runs
-# `post_sampling_steps` DDIM steps on training particles, and the post-processor learns to map
+# `post_sampling_steps` DDPM steps on training particles, and the post-processor learns to map
 # (sample, noisy particle) to the clean target. The dotted line is the error of the samples
 # themselves, the curve the error after refinement.
 
@@ -178,14 +178,14 @@ print(f"post-processor: {sum(p.numel() for p in postprocessor.parameters()) / 1e
 # %%
 denoiser = load_denoiser(train_dir, device)
 fast = config.post_sampling_steps
-plain = denoise_with(denoiser, noisy, steps=fast, sampler="ddim", postprocess=False, seed=seed)
-refined = denoise_with(denoiser, noisy, steps=fast, sampler="ddim", seed=seed)
+plain = denoise_with(denoiser, noisy, steps=fast, sampler="ddpm", postprocess=False, seed=seed)
+refined = denoise_with(denoiser, noisy, steps=fast, sampler="ddpm", seed=seed)
 scores = {name: (float(psnr(images, clean).mean()), float(ssim(images, clean).mean()))
           for name, images in (("noisy", noisy), ("sampler", plain.mean),
                                ("sampler + post-processor", refined.mean))}
 for name, (p, s) in scores.items():
     print(f"{name:>26}: PSNR {p:6.2f} dB   SSIM {s:.3f}")
-show_image_rows({"noisy": noisy, f"{fast} DDIM steps": plain.mean,
+show_image_rows({"noisy": noisy, f"{fast} DDPM steps": plain.mean,
                  "+ post-processor": refined.mean, "clean": clean});
 
 # %% [markdown]
@@ -222,7 +222,7 @@ show_image_rows({"noisy": noisy[:6], "posterior mean (4 samples)": several.mean,
 # reach the quality of many steps without it.
 
 # %%
-sweep = psnr_vs_steps(denoiser, noisy, clean, steps=sweep_steps, sampler="ddim", seed=seed)
+sweep = psnr_vs_steps(denoiser, noisy, clean, steps=sweep_steps, sampler="ddpm", seed=seed)
 plot_psnr_vs_steps(sweep.steps, [sweep.plain[s] for s in sweep.steps],
                    [sweep.postprocessed[s] for s in sweep.steps], psnr_noisy=sweep.noisy);
 for s in sweep.steps:

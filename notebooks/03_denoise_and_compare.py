@@ -48,7 +48,7 @@ n_train = 256  # training pairs for Noise2Noise and the supervised U-Net (and SR
 n_test_2d = 24  # held-out particles for the 2D metrics
 n_test_3d = 400  # held-out particles reconstructed in 3D
 train_steps = 80  # optimiser steps of every method trained here
-sr3_steps = [10, 50]  # DDIM sampling steps to compare
+sr3_steps = [10, 50]  # DDPM sampling steps to compare
 posterior_samples = 4
 seed = 0
 

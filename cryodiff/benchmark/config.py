@@ -33,7 +33,7 @@ class BenchmarkConfig:
     ``n_test_2d`` give the 2D metrics (the first ``n_test_slow`` for slow methods).
     Training: ``train_preset`` (a :data:`cryodiff.training.config.PRESETS` name) with
     ``train_steps`` optimiser steps (None: the preset's) for every trained method.
-    SR3: ``sr3_steps`` step counts (DDIM), ``sr3_fast_steps`` the count used for the main
+    SR3: ``sr3_steps`` step counts of ``sr3_sampler``, ``sr3_fast_steps`` the count used for the main
     row, the post-processor and 3D, ``posterior_samples`` K for the posterior mean, and
     ``slow_step_threshold`` above which a step count counts as slow.
     ``methods`` to run; ``methods_3d`` also reconstructed (``"sr3"`` there means the
@@ -56,6 +56,7 @@ class BenchmarkConfig:
     post_train_steps: int | None = None
     sr3_steps: tuple[int, ...] = (10, 50, 250)
     sr3_fast_steps: int = 10
+    sr3_sampler: str = "ddpm"
     slow_step_threshold: int = 50
     posterior_samples: int = 4
     methods: tuple[str, ...] = ALL_METHODS

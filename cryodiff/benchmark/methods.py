@@ -185,7 +185,7 @@ def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
             train_seconds: float | None = None, progress: bool = False) -> list[MethodOutput]:
     """SR3 rows: plain and post-processed at every step count, and the posterior mean.
 
-    Each step count is sampled once (DDIM); the post-processor is applied to those same
+    Each step count is sampled once (``config.sr3_sampler``); the post-processor is applied to those same
     samples, so the two rows differ only by it. The ``sr3_fast_steps`` rows cover the whole
     test set when SR3 is in ``methods_3d``; slow step counts use the ``n_test_slow`` subset.
     """
@@ -204,29 +204,29 @@ def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
         noisy = test.noisy[:n]
         start = time.perf_counter()
         samples = denoise_images(denoiser.model, noisy, denoiser.normalisation,
-                                 denoiser.schedule, steps=steps, sampler="ddim",
+                                 denoiser.schedule, steps=steps, sampler=config.sr3_sampler,
                                  seed=config.seed, batch_size=256, device=device,
                                  progress=progress).mean
         seconds = (time.perf_counter() - start) / n
         rows.append(MethodOutput(f"sr3_{steps}", "sr3", samples, seconds, train_seconds,
-                                 note=f"{steps} DDIM steps, no post-processor"))
+                                 note=f"{steps} {config.sr3_sampler.upper()} steps, no post-processor"))
         if denoiser.postprocessor is None:
             continue
         start = time.perf_counter()
         refined = _postprocess(denoiser, samples, noisy)
         rows.append(MethodOutput(f"sr3+pp_{steps}", "sr3+pp", refined,
                                  seconds + (time.perf_counter() - start) / n, train_seconds,
-                                 note=f"{steps} DDIM steps + post-processor"))
+                                 note=f"{steps} {config.sr3_sampler.upper()} steps + post-processor"))
     k, steps, n = config.posterior_samples, config.sr3_fast_steps, config.n_test_2d
     if k > 1:
         start = time.perf_counter()
         result = denoise_images(denoiser.model, test.noisy[:n], denoiser.normalisation,
-                                denoiser.schedule, steps=steps, sampler="ddim", n_samples=k,
+                                denoiser.schedule, steps=steps, sampler=config.sr3_sampler, n_samples=k,
                                 postprocessor=denoiser.postprocessor, seed=config.seed + 1,
                                 batch_size=256, device=device, progress=progress)
         pp = " + post-processor" if denoiser.postprocessor is not None else ""
         rows.append(MethodOutput(f"sr3_mean{k}_{steps}", "sr3-mean", result.mean,
                                  (time.perf_counter() - start) / n, train_seconds,
-                                 note=f"mean of {k} samples, {steps} DDIM steps{pp}"))
+                                 note=f"mean of {k} samples, {steps} {config.sr3_sampler.upper()} steps{pp}"))
     return rows
 

@@ -34,7 +34,7 @@ ASSUMPTIONS = {
            "DenoiserCov2D) estimated from the test images themselves; CTF re-applied to "
            "compare with the clean_ctf target.",
     "sr3": "SR3 conditional diffusion trained on clean targets; a sample from the learnt "
-           "posterior, with DDIM at the stated step count.",
+           "posterior, with the ancestral (DDPM) sampler at the stated step count.",
     "sr3+pp": "an SR3 sample refined by the post-processing U-Net (trained on few-step "
               "samples against the clean targets).",
     "sr3-mean": "the average of K posterior samples (each post-processed) — approaches the "
@@ -246,7 +246,7 @@ def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | No
             pairs = ", ".join(f"{s}: {p:.2f}" + (f" / {q:.2f}" if curve["postprocessed"] else "")
                               for s, p, q in zip(curve["steps"], curve["plain"],
                                                  curve["postprocessed"] or curve["plain"]))
-            md += ["", f"PSNR vs DDIM steps on the first {curve['n_images']} test particles "
+            md += ["", f"PSNR vs sampling steps on the first {curve['n_images']} test particles "
                    f"(SR3 / SR3 + post-processor): {pairs}; noisy {curve['noisy']:.2f} dB."]
     md += ["", "## What each method assumes", ""]
     md += [f"- **{name}**: {text}" for name, text in ASSUMPTIONS.items()]

@@ -67,13 +67,13 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 500
     val_steps: int = 10
-    val_sampler: str = "ddim"
+    val_sampler: str = "ddpm"
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     post_train_steps: int = 1000
     post_n_samples: int = 512
     post_sampling_steps: int = 10
-    post_sampler: str = "ddim"
+    post_sampler: str = "ddpm"
     post_lr: float = 2e-4
     post_batch_size: int = 16
     seed: int = 0

@@ -42,7 +42,7 @@ class StepsSweep:
 
 @torch.no_grad()
 def psnr_vs_steps(denoiser: Denoiser, noisy: torch.Tensor, clean: torch.Tensor,
-                  steps: Sequence[int] = (1, 2, 5, 10, 25, 50), sampler: str = "ddim",
+                  steps: Sequence[int] = (1, 2, 5, 10, 25, 50), sampler: str = "ddpm",
                   seed: int = 0, batch_size: int = 64, progress: bool = False) -> StepsSweep:
     """Denoise ``noisy (N, L, L)`` with each number of ``steps`` and compare with ``clean
     (N, L, L)``, before and after the post-processor (if the denoiser has one).

@@ -14,6 +14,9 @@ import sys
 from cryodiff import __version__
 from cryodiff.errors import CryodiffError
 
+DESCRIPTION = ("cryodiff: diffusion-based denoising of single-particle cryo-EM images "
+               "(simulate, reconstruct, train, denoise, compare)")
+
 # name -> one-line help; the module cryodiff.cli.<name> provides add_args(parser) and main(args).
 COMMANDS: dict[str, str] = {
     "simulate": "simulate noisy particle images from a map (writes particles.mrcs/.star)",
@@ -34,7 +37,7 @@ def _available_commands() -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cryodiff", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cryodiff", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"cryodiff {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in _available_commands().items():

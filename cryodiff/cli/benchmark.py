@@ -28,6 +28,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="use this trained SR3 run instead of training one per condition")
     parser.add_argument("--train-steps", type=int, help="optimiser steps of every trained method")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--sampler", choices=("ddpm", "ddim"),
+                        help="SR3 sampler for the SR3 rows (default ddpm)")
     parser.add_argument("--save-denoised", action="store_true",
                         help="also write DIR/denoised.star (+ .mrcs): SR3 + post-processor "
                              "output of the first condition's 3D test set")
@@ -54,6 +56,7 @@ def config_from_args(args: argparse.Namespace):
                  "snrs": tuple(args.snr) if args.snr else None,
                  "pixel_size_A": args.pixel_size, "device": args.device,
                  "train_steps": args.train_steps, "seed": args.seed,
+                 "sr3_sampler": args.sampler,
                  "methods": tuple(m for m in config.methods if m not in args.skip)}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config.validate()

@@ -15,6 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def attention_levels(image_size: int, channel_mults: tuple[int, ...],
+                     attention_resolutions: tuple[int, ...]) -> tuple[int, ...]:
+    """Indices of the U-Net levels whose feature maps (``image_size // 2**level`` pixels)
+    are listed in ``attention_resolutions`` and so get self-attention."""
+    return tuple(level for level in range(len(channel_mults))
+                 if image_size // 2 ** level in attention_resolutions)
+
+
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     """GroupNorm with the largest group count ``<= groups`` that divides ``channels``."""
     groups = max(1, min(groups, channels))

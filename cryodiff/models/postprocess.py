@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cryodiff.models.layers import UNetBackbone
+from cryodiff.models.layers import UNetBackbone, attention_levels
 from cryodiff.models.unet import config_from_dict, config_to_dict
 
 
@@ -39,8 +39,8 @@ class PostProcessConfig:
     norm_groups: int = 8
 
     def attention_levels(self) -> tuple[int, ...]:
-        return tuple(level for level in range(len(self.channel_mults))
-                     if self.image_size // 2 ** level in self.attention_resolutions)
+        """Indices of the levels whose feature maps get self-attention."""
+        return attention_levels(self.image_size, self.channel_mults, self.attention_resolutions)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cryodiff.errors import CryodiffError
-from cryodiff.models.layers import UNetBackbone, sinusoidal_embedding
+from cryodiff.models.layers import UNetBackbone, attention_levels, sinusoidal_embedding
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -61,8 +61,7 @@ class UNetConfig:
 
     def attention_levels(self) -> tuple[int, ...]:
         """Indices of the levels whose feature maps get self-attention."""
-        return tuple(level for level in range(len(self.channel_mults))
-                     if self.image_size // 2 ** level in self.attention_resolutions)
+        return attention_levels(self.image_size, self.channel_mults, self.attention_resolutions)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

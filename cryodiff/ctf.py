@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from cryodiff.fourier import fft2_centered, frequency_grid, ifft2_centered
+from cryodiff.fourier import apply_centrosymmetric_filter, frequency_grid
 
 # CODATA 2018: Planck constant (J s), electron mass (kg), elementary charge (C), light (m/s).
 _H, _M_E, _E, _C = 6.62607015e-34, 9.1093837015e-31, 1.602176634e-19, 299792458.0
@@ -119,4 +119,4 @@ def ctf_2d(params: CtfParams, box: int, pixel_size_A: float | torch.Tensor,
 
 def apply_ctf(images: torch.Tensor, ctf: torch.Tensor) -> torch.Tensor:
     """Multiply images ``(..., L, L)`` by a centred-grid CTF ``(..., L, L)`` in Fourier space."""
-    return ifft2_centered(fft2_centered(images) * ctf.to(images.dtype)).to(images.dtype)
+    return apply_centrosymmetric_filter(images, ctf)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cryodiff.fourier import fft2_centered, radius_grid
+from cryodiff.fourier import apply_centrosymmetric_filter, fft2_centered, radius_grid
 
 
 @dataclass(frozen=True)
@@ -64,18 +64,6 @@ def exponential_spectrum(box: int, decay_cycles_per_px: float = 0.1, device=None
     return power / power.mean()
 
 
-def apply_transfer(images: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
-    """Multiply real images ``(..., L, L)`` in Fourier space by a real centrosymmetric filter.
-
-    ``transfer`` ``(..., L, L)`` is on the centred grid (zero frequency at L//2), e.g. a CTF
-    or a radial spectrum; it must satisfy ``H(k) = H(-k)`` (true for both), which makes the
-    result independent of where the origin is, so real FFTs on the uncentred grid suffice.
-    """
-    box = images.shape[-1]
-    half = torch.fft.ifftshift(transfer, dim=(-2, -1))[..., : box // 2 + 1]
-    return torch.fft.irfft2(torch.fft.rfft2(images) * half.to(images.dtype), s=(box, box))
-
-
 def coloured_noise(white: torch.Tensor, power: torch.Tensor,
                    transfer: torch.Tensor | None = None) -> torch.Tensor:
     """Shape white noise ``(..., L, L)`` (unit variance) to the power spectrum ``(L, L)``.
@@ -85,7 +73,7 @@ def coloured_noise(white: torch.Tensor, power: torch.Tensor,
     An optional ``transfer`` (e.g. a CTF, ``(..., L, L)``) is applied in the same pass.
     """
     amplitude = power.sqrt() if transfer is None else power.sqrt() * transfer
-    return apply_transfer(white, amplitude)
+    return apply_centrosymmetric_filter(white, amplitude)
 
 
 def radial_power_spectrum(images: torch.Tensor) -> torch.Tensor:
@@ -157,7 +145,7 @@ def project_blobs(centres_A: torch.Tensor, weights: torch.Tensor, rotations: tor
     sigma_px = math.hypot(blob_sigma_A / pixel_size_A, 0.5)
     radius = radius_grid(box, 2, device, dtype) / box
     blur = torch.exp(-2 * math.pi**2 * sigma_px**2 * radius**2)
-    return apply_transfer(grid, blur if transfer is None else blur * transfer)
+    return apply_centrosymmetric_filter(grid, blur if transfer is None else blur * transfer)
 
 
 def shot_noise(shape: tuple[int, ...], std: float, generator: torch.Generator | None = None,

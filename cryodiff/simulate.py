@@ -35,11 +35,11 @@ import numpy as np
 import torch
 
 from cryodiff import ctf as ctf_model
-from cryodiff.ctf import CtfParams
+from cryodiff.ctf import CtfParams, apply_ctf
 from cryodiff.errors import CryodiffError
 from cryodiff.geometry import euler_to_matrix, matrix_to_euler, random_rotations
 from cryodiff.masks import disk_mask
-from cryodiff.noise import (apply_transfer, coloured_noise, default_belt_geometry, draw_belt_blobs,
+from cryodiff.noise import (coloured_noise, default_belt_geometry, draw_belt_blobs,
                             power_law_spectrum, project_blobs)
 from cryodiff.projection import PreparedVolume, relion_shifts_px
 
@@ -213,7 +213,7 @@ def _components(prepared: PreparedVolume, config: SimulationConfig, poses: Poses
     ctf, clean_ctf = None, clean
     if poses.ctf is not None:
         ctf = ctf_model.ctf_2d(poses.ctf, box, pixel_size, device=device, dtype=clean.dtype)
-        clean_ctf = apply_transfer(clean, ctf)
+        clean_ctf = apply_ctf(clean, ctf)
     power = power_law_spectrum(box, config.noise_exponent, device, clean.dtype)
     coloured = coloured_noise(torch.stack(white).to(device), power, transfer=ctf)
     belt = None

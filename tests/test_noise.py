@@ -10,7 +10,7 @@ import torch
 
 from cryodiff.fourier import fft2_centered, ifft2_centered, radius_grid
 from cryodiff.geometry import random_rotations
-from cryodiff.noise import (BeltGeometry, apply_transfer, coloured_noise, draw_belt_blobs,
+from cryodiff.noise import (BeltGeometry, coloured_noise, draw_belt_blobs,
                             exponential_spectrum, power_law_spectrum, project_blobs,
                             radial_power_spectrum, shot_noise)
 from cryodiff.projection import project
@@ -38,20 +38,6 @@ def test_exponential_noise_has_the_requested_decay():
     radii = np.arange(2, box // 2)
     slope = np.polyfit(radii / box, np.log(spectrum[radii].numpy()), 1)[0]
     assert slope == pytest.approx(-1 / decay, rel=0.1)
-
-
-@pytest.mark.parametrize("box", [32, 33])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_apply_transfer_equals_the_centred_fourier_product(box, dtype):
-    images = _white(3, box, dtype=dtype)
-    radius = radius_grid(box, 2, dtype=dtype)
-    angle = torch.atan2(*torch.meshgrid(torch.arange(box) - box // 2, torch.arange(box) - box // 2,
-                                        indexing="ij"))
-    transfer = torch.cos(0.3 * radius) * (1 + 0.2 * torch.cos(2 * angle.to(dtype)))  # CTF-like
-    expected = ifft2_centered(fft2_centered(images) * transfer)
-    result = apply_transfer(images, transfer)
-    assert result.dtype == dtype
-    torch.testing.assert_close(result, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_shot_noise_is_white_with_the_given_std():

@@ -120,8 +120,8 @@ def compare(star: Path, n: int, truth: torch.Tensor, folder: Path) -> list[dict]
 
 def large(n: int, box: int = 128, batch: int = 1000) -> float:
     """Seconds to insert ``n`` CTF-modulated noisy projections of ``box²`` (2 half maps)."""
-    from cryodiff.backprojection import backproject, ctf_at_points, finalize, new_accumulator
-    from cryodiff.ctf import apply_ctf, ctf_2d, ctf_params
+    from cryodiff.backprojection import backproject, finalize, new_accumulator
+    from cryodiff.ctf import apply_ctf, ctf_2d, ctf_at_frequencies, ctf_params
     from cryodiff.geometry import random_rotations
     from cryodiff.io.mrc import read_map
     from cryodiff.fourier import fourier_resize
@@ -140,7 +140,7 @@ def large(n: int, box: int = 128, batch: int = 1000) -> float:
         images = images + images.std() * 3 * torch.randn(images.shape, generator=gen)
         groups = torch.arange(start, start + batch) % 2
         tick = time.perf_counter()
-        backproject(acc, images, rotations, None, ctf_at_points(params, freqs), groups)
+        backproject(acc, images, rotations, None, ctf_at_frequencies(params, freqs), groups)
         elapsed += time.perf_counter() - tick
     tick = time.perf_counter()
     for group in (None, 0, 1):

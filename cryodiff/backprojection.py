@@ -22,18 +22,17 @@ poses of :mod:`cryodiff.geometry`; ``shifts_px`` are the shifts the images carry
 of :func:`cryodiff.projection.project` (positive x = content moved to larger columns).
 
 Speed: everything per point is float32 (for float32 accumulators); the CTF is evaluated only at
-the inserted points (:func:`ctf_at_points`, one small matmul and a sine); the move of the origin
+the inserted points (:func:`cryodiff.ctf.ctf_at_frequencies`, one small matmul and a sine); the move of the origin
 to ``L // 2`` and the shift are one separable phase ramp on the ``rfft2`` output.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 
-from cryodiff.ctf import CtfParams, electron_wavelength_A
 from cryodiff.projection import PADDING, gridding_correction
 
 # Points (image pixels × batch) handled per scatter pass: bounds the temporary memory (about
@@ -59,39 +58,6 @@ def half_plane(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch
     rfft_index = (freqs[:, 1] % box) * half + freqs[:, 0]
     centred_index = (freqs[:, 1] + box // 2) * box + freqs[:, 0] + box // 2
     return freqs, rfft_index, centred_index
-
-
-def ctf_at_points(params: CtfParams, freqs_A_inv: torch.Tensor) -> torch.Tensor:
-    """RELION CTF ``(N, M)`` of particles ``params`` at frequencies ``(M, 2)`` (kx, ky) in 1/Å.
-
-    The formula of :mod:`cryodiff.ctf`, rewritten so that only a matmul and a sine run per
-    point: ``χ + asin(A) = c · [s², s² cos 2θ, s² sin 2θ, s⁴, 1]`` with per-particle
-    coefficients ``c`` (float64), then ``CTF = sin(χ + asin A) · exp(-B s² / 4)`` (since
-    ``sqrt(1-A²) sin χ + A cos χ = sin(χ + asin A)``). Per-point work is in the dtype of
-    ``freqs_A_inv`` on its device.
-    """
-    device, dtype = freqs_A_inv.device, freqs_A_inv.dtype
-    p = {f.name: torch.as_tensor(getattr(params, f.name), dtype=torch.float64,
-                                 device=device).reshape(-1) for f in fields(params)}
-    wavelength = electron_wavelength_A(p["voltage_kV"]).to(device)
-    mean = (p["defocus_u_A"] + p["defocus_v_A"]) / 2
-    half_diff = (p["defocus_u_A"] - p["defocus_v_A"]) / 2
-    angle = 2 * torch.deg2rad(p["defocus_angle_deg"])
-    offset = torch.deg2rad(p["phase_shift_deg"]) + torch.asin(p["amplitude_contrast"])
-    coefficients = torch.broadcast_tensors(
-        math.pi * wavelength * mean, math.pi * wavelength * half_diff * torch.cos(angle),
-        math.pi * wavelength * half_diff * torch.sin(angle),
-        -math.pi / 2 * p["cs_mm"] * 1e7 * wavelength ** 3, offset)
-    coefficients = torch.stack(coefficients, dim=-1).to(dtype)  # (N, 5)
-
-    kx, ky = freqs_A_inv.unbind(-1)
-    s2 = kx * kx + ky * ky
-    basis = torch.stack([s2, kx * kx - ky * ky, 2 * kx * ky, s2 * s2, torch.ones_like(s2)])
-    ctf = torch.sin(coefficients @ basis)
-    bfactor = p["bfactor_A2"]
-    if bool((bfactor != 0).any()):
-        ctf = ctf * torch.exp(-bfactor.to(dtype)[:, None] / 4 * s2)
-    return ctf
 
 
 @dataclass
@@ -217,7 +183,7 @@ def backproject(acc: FourierAccumulator, images: torch.Tensor, rotations: torch.
 
     ``shifts_px`` ``(B, 2)`` (x, y) are the shifts the images carry (undone here); ``ctf`` is
     each image's CTF, either ``(B, L, L)`` on the centred Fourier grid or ``(B, M)`` at the
-    :func:`half_plane` points (see :func:`ctf_at_points`); None: images without CTF, or
+    :func:`half_plane` points (see :func:`cryodiff.ctf.ctf_at_frequencies`); None: images without CTF, or
     already corrected. ``groups`` ``(B,)`` int picks each image's group (default 0). Work
     happens on ``acc``'s device in its precision; returns ``acc`` (updated in place).
     """

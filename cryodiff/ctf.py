@@ -87,34 +87,61 @@ def electron_wavelength_A(voltage_kV: float | torch.Tensor) -> torch.Tensor:
     return _H / momentum * 1e10
 
 
+def ctf_at_frequencies(params: CtfParams, freqs_A_inv: torch.Tensor) -> torch.Tensor:
+    """RELION CTF ``(N, M)`` of particles ``params`` at frequencies ``(M, 2)`` (kx, ky) in 1/Å.
+
+    The formula of the module docstring, written so that only a matmul and a sine run per
+    point: ``χ + asin(A) = c · [s², s² cos 2θ, s² sin 2θ, s⁴, 1]`` with per-particle
+    coefficients ``c`` (float64), then ``CTF = sin(χ + asin A) · exp(-B s² / 4)`` (since
+    ``sqrt(1-A²) sin χ + A cos χ = sin(χ + asin A)``). Per-point work is in the dtype of
+    ``freqs_A_inv`` on its device.
+    """
+    device, dtype = freqs_A_inv.device, freqs_A_inv.dtype
+    p = {f.name: torch.as_tensor(getattr(params, f.name), dtype=torch.float64,
+                                 device=device).reshape(-1) for f in fields(params)}
+    wavelength = electron_wavelength_A(p["voltage_kV"]).to(device)
+    mean = (p["defocus_u_A"] + p["defocus_v_A"]) / 2
+    half_diff = (p["defocus_u_A"] - p["defocus_v_A"]) / 2
+    angle = 2 * torch.deg2rad(p["defocus_angle_deg"])
+    offset = torch.deg2rad(p["phase_shift_deg"]) + torch.asin(p["amplitude_contrast"])
+    coefficients = torch.broadcast_tensors(
+        math.pi * wavelength * mean, math.pi * wavelength * half_diff * torch.cos(angle),
+        math.pi * wavelength * half_diff * torch.sin(angle),
+        -math.pi / 2 * p["cs_mm"] * 1e7 * wavelength ** 3, offset)
+    coefficients = torch.stack(coefficients, dim=-1).to(dtype)  # (N, 5)
+
+    kx, ky = freqs_A_inv.unbind(-1)
+    s2 = kx * kx + ky * ky
+    basis = torch.stack([s2, kx * kx - ky * ky, 2 * kx * ky, s2 * s2, torch.ones_like(s2)])
+    ctf = torch.sin(coefficients @ basis)
+    bfactor = p["bfactor_A2"]
+    if bool((bfactor != 0).any()):
+        ctf = ctf * torch.exp(-bfactor.to(dtype)[:, None] / 4 * s2)
+    return ctf
+
+
 def ctf_2d(params: CtfParams, box: int, pixel_size_A: float | torch.Tensor,
            device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """CTF ``(N, L, L)`` on the centred Fourier grid of :func:`cryodiff.fourier.fft2_centered`.
 
-    ``pixel_size_A`` is a float or ``(N,)``. Computed in float64 and returned as ``dtype`` on
-    ``device`` (default: the device of ``params``). See the module docstring for the formula.
+    ``pixel_size_A`` is a float or ``(N,)``. Computed in float64 (by
+    :func:`ctf_at_frequencies`, once per distinct pixel size) and returned as ``dtype`` on
+    ``device`` (default: the device of ``params``).
     """
     if device is None:
         device = params.defocus_u_A.device
-    p = {f.name: torch.as_tensor(getattr(params, f.name), dtype=torch.float64,
-                                 device=device).reshape(-1, 1, 1) for f in fields(params)}
-    pixel = torch.as_tensor(pixel_size_A, dtype=torch.float64, device=device).reshape(-1, 1, 1)
-    k = frequency_grid(box, 2, 1.0, device, torch.float64) / pixel[..., None]  # (N|1, L, L, 2)
-    kx, ky = k[..., 0], k[..., 1]
-    k2 = kx * kx + ky * ky
-    theta = torch.atan2(ky, kx)
-    mean = (p["defocus_u_A"] + p["defocus_v_A"]) / 2
-    half_diff = (p["defocus_u_A"] - p["defocus_v_A"]) / 2
-    defocus = mean + half_diff * torch.cos(2 * (theta - torch.deg2rad(p["defocus_angle_deg"])))
-    wavelength = electron_wavelength_A(p["voltage_kV"]).to(device)
-    cs_A = p["cs_mm"] * 1e7
-    chi = (math.pi * wavelength * defocus * k2
-           - math.pi / 2 * cs_A * wavelength ** 3 * k2 * k2
-           + torch.deg2rad(p["phase_shift_deg"]))
-    amp = p["amplitude_contrast"]
-    ctf = torch.sqrt(1 - amp * amp) * torch.sin(chi) + amp * torch.cos(chi)
-    ctf = ctf * torch.exp(-p["bfactor_A2"] * k2 / 4)
-    return ctf.to(dtype)
+    n = max(torch.as_tensor(getattr(params, f.name)).numel() for f in fields(params))
+    pixel = torch.as_tensor(pixel_size_A, dtype=torch.float64, device=device).reshape(-1)
+    pixel = pixel.expand(n) if pixel.numel() == 1 else pixel
+    grid = frequency_grid(box, 2, 1.0, device, torch.float64).reshape(-1, 2)  # cycles/box
+    out = torch.empty(n, box * box, dtype=torch.float64, device=device)
+    for size in torch.unique(pixel):
+        chosen = (pixel == size).nonzero().squeeze(1)
+        subset = CtfParams(*(torch.as_tensor(getattr(params, f.name), dtype=torch.float64,
+                                             device=device).reshape(-1).expand(n)[chosen]
+                             for f in fields(params)))
+        out[chosen] = ctf_at_frequencies(subset, grid / size)
+    return out.reshape(n, box, box).to(dtype)
 
 
 def apply_ctf(images: torch.Tensor, ctf: torch.Tensor) -> torch.Tensor:

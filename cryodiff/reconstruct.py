@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cryodiff.backprojection import (FourierAccumulator, backproject, ctf_at_points, finalize,
-                                     new_accumulator)
-from cryodiff.ctf import CtfParams
+from cryodiff.backprojection import FourierAccumulator, backproject, finalize, new_accumulator
+from cryodiff.ctf import CtfParams, ctf_at_frequencies
 from cryodiff.errors import CryodiffError
 from cryodiff.fsc import FscResult, fsc
 from cryodiff.geometry import euler_to_matrix
@@ -117,7 +116,7 @@ def _accumulate(batches: Iterable[tuple[np.ndarray, torch.Tensor]], n: int, box:
         index = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
         ctf_values = None
         if ctf is not None:
-            ctf_values = ctf_at_points(ctf_subset(ctf, index), freqs_A_inv)
+            ctf_values = ctf_at_frequencies(ctf_subset(ctf, index), freqs_A_inv)
         rows = index.to(device)
         acc = free.get()
         try:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cryodiff.backprojection import (backproject, ctf_at_points, finalize, half_plane,
-                                     new_accumulator)
+from cryodiff.backprojection import backproject, finalize, half_plane, new_accumulator
+from cryodiff.ctf import ctf_at_frequencies
 from cryodiff.fourier import fft2_centered, fourier_resize, ifft2_centered, radius_grid
 from cryodiff.fsc import fsc
 from cryodiff.geometry import random_rotations
@@ -62,7 +62,7 @@ def test_half_plane_holds_one_point_of_every_hermitian_pair(box):
 
 @pytest.mark.parametrize("box", [24, 25])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_ctf_at_points_equals_ctf_2d_on_the_half_plane(box, dtype):
+def test_ctf_at_frequencies_equals_ctf_2d_on_the_half_plane(box, dtype):
     from cryodiff.ctf import ctf_2d, ctf_params
 
     params = ctf_params([8000.0, 21000.0, 15000.0], [7000.0, 23000.0, 15000.0],
@@ -71,7 +71,7 @@ def test_ctf_at_points_equals_ctf_2d_on_the_half_plane(box, dtype):
                         bfactor_A2=[0.0, 80.0, 20.0], phase_shift_deg=[0.0, 0.0, 90.0])
     freqs, _, centred_index = half_plane(box)
     pixel_size_A = 1.3
-    points = ctf_at_points(params, freqs.to(dtype) / (box * pixel_size_A))
+    points = ctf_at_frequencies(params, freqs.to(dtype) / (box * pixel_size_A))
     grid = ctf_2d(params, box, pixel_size_A, dtype=torch.float64).reshape(3, -1)
     assert points.dtype == dtype
     tolerance = 1e-4 if dtype == torch.float32 else 1e-10

@@ -11,7 +11,8 @@ U-Net (DDIM, batch 64) plus the post-processor's images/s — wall clock and CPU
 load average, since other jobs may share the machine. ``goal`` evaluates a trained run
 (``cryodiff train --map phantom --preset cpu-small --postprocess``, or trained here with
 ``--train-preset``) on its held-out
-particles: PSNR of ``few`` DDIM steps + post-processor against ``many`` steps without it
+particles: PSNR of ``few`` steps of ``--sampler`` (DDPM by default) + post-processor against
+``many`` steps without it
 (the issue's goal: within 0.2 dB). Both print Markdown to paste into
 benchmarks/results/diffusion.md (``--json`` also writes the numbers).
 """
@@ -39,6 +40,8 @@ from cryodiff.training.postprocess import train_postprocessor
 
 
 def _clock() -> tuple[float, float]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # GPU work launched before the clock is read counts
     return time.perf_counter(), time.process_time()
 
 
@@ -51,9 +54,10 @@ def _parameters(module: torch.nn.Module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
 
 
-def speed(preset: str, train_steps: int, n_denoise: int, denoise_steps: int) -> dict:
-    """Throughput of one preset on the CPU (see the module docstring)."""
-    config = with_overrides(get_preset(preset), device="cpu", steps=train_steps + 1,
+def speed(preset: str, train_steps: int, n_denoise: int, denoise_steps: int,
+          device: str = "cpu") -> dict:
+    """Throughput of one preset on ``device`` (see the module docstring)."""
+    config = with_overrides(get_preset(preset), device=device, steps=train_steps + 1,
                             log_every=train_steps + 1, val_every=10 ** 9,
                             checkpoint_every=10 ** 9)
     data = SimulatedData("phantom", config, n_normalisation=64)
@@ -66,24 +70,25 @@ def speed(preset: str, train_steps: int, n_denoise: int, denoise_steps: int) -> 
     # The first step of this run is another warm-up; the loop's own counter covers all steps.
     train_wall = result.metrics[-1]["elapsed_s"]
     images = config.batch_size * (train_steps + 1)
-    ema = result.ema.eval()
-    post = PostProcessUNet(config.postprocess).eval()
+    ema = result.ema.eval().to(device)
+    post = PostProcessUNet(config.postprocess).eval().to(device)
     noisy = data.fixed_pairs(n_denoise)[0]
     schedule = make_schedule(config.schedule, config.timesteps)
-    denoise_images(ema, noisy[:4], data.normalisation, schedule, steps=1)  # warm-up
+    denoise_images(ema, noisy[:4], data.normalisation, schedule, steps=1,
+                   device=device)  # warm-up
     start = _clock()
     denoise_images(ema, noisy, data.normalisation, schedule, steps=denoise_steps,
-                   sampler="ddim", batch_size=64)
+                   sampler="ddim", batch_size=64, device=device)
     den_wall, den_cpu = _since(start)
     with torch.no_grad():
-        x = data.normalisation.condition(noisy)[:, None]
+        x = data.normalisation.condition(noisy)[:, None].to(device)
         post(x[:4], x[:4])
         start = _clock()
         for i in range(0, len(x), 64):
             post(x[i:i + 64], x[i:i + 64])
         post_wall, _ = _since(start)
     return {
-        "preset": preset, "box": config.box, "batch_size": config.batch_size,
+        "preset": preset, "device": device, "box": config.box, "batch_size": config.batch_size,
         "unet_M": _parameters(ema), "post_M": _parameters(post),
         "train_img_s": images / train_wall, "train_cpu_s_per_img": cpu / images,
         "train_wall_s": wall,
@@ -97,13 +102,13 @@ def speed(preset: str, train_steps: int, n_denoise: int, denoise_steps: int) -> 
 
 
 def speed_table(rows: list[dict]) -> str:
-    lines = ["| preset | box | U-Net (M params) | post-proc. (M) | training img/s | "
+    lines = ["| preset | device | box | U-Net (M params) | post-proc. (M) | training img/s | "
              "training CPU s/img | denoising img·steps/s | CPU ms per img·step | "
              "post-proc. img/s | preset training (est. min) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['preset']} | {r['box']} | {r['unet_M']:.2f} | {r['post_M']:.2f} | "
+            f"| {r['preset']} | {r['device']} | {r['box']} | {r['unet_M']:.2f} | {r['post_M']:.2f} | "
             f"{r['train_img_s']:.1f} | {r['train_cpu_s_per_img']:.3f} | "
             f"{r['denoise_img_steps_s']:.0f} | {r['denoise_cpu_ms_per_img_step']:.2f} | "
             f"{r['post_img_s']:.0f} | {r['preset_train_estimate_min']:.1f} "
@@ -112,30 +117,31 @@ def speed_table(rows: list[dict]) -> str:
 
 
 def train_run(run: str, preset: str, steps: int | None, post_n_samples: int | None,
-              post_train_steps: int | None) -> None:
+              post_train_steps: int | None, device: str = "cpu") -> None:
     """Train ``preset`` (optionally shortened) on the fly from the phantom into ``run``, then
     its post-processor — what ``cryodiff train --map phantom --postprocess`` does."""
-    config = with_overrides(get_preset(preset), steps=steps, device="cpu",
+    config = with_overrides(get_preset(preset), steps=steps, device=device,
                             post_n_samples=post_n_samples, post_train_steps=post_train_steps)
     data = SimulatedData("phantom", config)
     train(config, run, data, progress=False)
-    train_postprocessor(run, data, device="cpu", progress=False)
+    train_postprocessor(run, data, device=device, progress=False)
 
 
-def goal(run: str, n: int, many: int, few: int) -> dict:
+def goal(run: str, n: int, many: int, few: int, sampler: str = "ddpm",
+         device: str = "cpu") -> dict:
     """PSNR on the run's held-out particles: ``few`` steps + post-processor vs ``many`` without."""
-    denoiser = load_denoiser(run)
+    denoiser = load_denoiser(run, device=device)
     if denoiser.postprocessor is None:
         raise SystemExit(f"{run}: the run has no post-processor (train with --postprocess)")
     data = SimulatedData("phantom", denoiser.config, n_normalisation=8)
     noisy, clean = data.val_condition[:n], data.val_target[:n]
     start = _clock()
-    sweep_few = psnr_vs_steps(denoiser, noisy, clean, steps=(few,), sampler="ddim")
+    sweep_few = psnr_vs_steps(denoiser, noisy, clean, steps=(few,), sampler=sampler)
     few_wall, _ = _since(start)
     start = _clock()
-    sweep_many = psnr_vs_steps(denoiser, noisy, clean, steps=(many,), sampler="ddim")
+    sweep_many = psnr_vs_steps(denoiser, noisy, clean, steps=(many,), sampler=sampler)
     many_wall, _ = _since(start)
-    return {"run": run, "step": denoiser.step, "n": len(noisy), "noisy": sweep_few.noisy,
+    return {"run": run, "sampler": sampler, "device": device, "step": denoiser.step, "n": len(noisy), "noisy": sweep_few.noisy,
             f"plain_{few}": sweep_few.plain[few], f"post_{few}": sweep_few.postprocessed[few],
             f"plain_{many}": sweep_many.plain[many],
             f"post_{many}": sweep_many.postprocessed[many],
@@ -162,20 +168,22 @@ def main() -> None:
     p_goal.add_argument("--post-train-steps", type=int)
     for p in (p_speed, p_goal):
         p.add_argument("--json", type=Path, help="also write the numbers here")
+        p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    p_goal.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"))
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     header = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"{os.cpu_count()} CPUs, load average {load_before:.1f} before")
     if args.mode == "speed":
-        rows = [speed(p, args.train_steps, args.n_denoise, args.denoise_steps)
+        rows = [speed(p, args.train_steps, args.n_denoise, args.denoise_steps, args.device)
                 for p in args.presets]
         out: dict | list = rows
         text = speed_table(rows)
     else:
         if args.train_preset:
             train_run(args.run, args.train_preset, args.train_steps, args.post_n_samples,
-                      args.post_train_steps)
-        out = goal(args.run, args.n, args.many, args.few)
+                      args.post_train_steps, args.device)
+        out = goal(args.run, args.n, args.many, args.few, args.sampler, args.device)
         text = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
                          for k, v in out.items())
         text = "| quantity | value |\n|---|---|\n" + text

@@ -118,3 +118,25 @@ def test_sr3_rows_with_an_untrained_model():
     assert rows["sr3_mean2_1"].images.shape == (6, 32, 32)
     refined = bench_methods._postprocess(denoiser, rows["sr3_1"].images, condition.test.noisy)
     torch.testing.assert_close(rows["sr3+pp_1"].images, refined)
+
+
+def _row(method, psnr, ssim, fsc, n_2d, status="ok"):
+    return {"method": method, "psnr": psnr, "ssim": ssim, "fsc_0143_A": fsc,
+            "n_test_2d": n_2d, "status": status}
+
+
+def test_verdict_compares_like_with_like_and_names_the_raw_particles():
+    from cryodiff.benchmark.report import verdict
+
+    rows = [_row("noisy", 7.0, 0.03, 7.4, 128), _row("supervised", 26.0, 0.59, 9.5, 128),
+            _row("sr3+pp_10", 25.7, 0.66, 9.2, 128),
+            _row("sr3+pp_250", 27.0, 0.70, None, 32),  # fewer particles: not comparable
+            _row("topaz", 21.6, 0.21, 7.5, 128), _row("cwf", None, None, None, None, "skipped")]
+    text = verdict(rows, "sr3+pp_10")
+    assert "best PSNR: **supervised** (26.000); sr3+pp_10 25.700" in text
+    assert "best SSIM: **sr3+pp_10** (0.660)" in text
+    assert "best 3D FSC-0.143: **topaz** (7.500); sr3+pp_10 9.200; raw particles 7.400 " \
+           "(no denoiser beats them)" in text
+    assert "over the 128 particles" in text
+    rows[0]["fsc_0143_A"] = 9.0
+    assert "no denoiser beats them" not in verdict(rows, "sr3+pp_10")

@@ -140,3 +140,29 @@ def test_verdict_compares_like_with_like_and_names_the_raw_particles():
     assert "over the 128 particles" in text
     rows[0]["fsc_0143_A"] = 9.0
     assert "no denoiser beats them" not in verdict(rows, "sr3+pp_10")
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_keeps_the_conditions_it_finished(tmp_path):
+    from cryodiff.benchmark import run as bench_run
+
+    config = dataclasses.replace(TINY, snrs=(0.1, 0.05), methods=("lowpass",),
+                                 methods_3d=("lowpass",))
+    real = bench_run.run_condition
+    done = []
+
+    def run_condition(condition, *args, **kwargs):
+        if done:
+            raise KeyboardInterrupt  # the user stops the run during the second condition
+        done.append(condition.snr)
+        return real(condition, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench_run, "run_condition", run_condition)
+        with pytest.raises(KeyboardInterrupt):
+            run_benchmark(config, tmp_path, progress=False, log=lambda _: None)
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert rows and {row["snr"] for row in rows} == {0.1}
+    text = (tmp_path / "results.md").read_text()
+    assert "Unfinished run: 1 of 2 conditions done" in text and "| lowpass |" in text
+    assert not (tmp_path / "gallery.png").exists()

@@ -205,9 +205,10 @@ def write_denoised_star(folder: Path, result, method: str) -> Path:
 
 def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | None,
                   wall_seconds: float, load: tuple, checkpoint=None, figures: bool = True,
-                  save_denoised: bool = False) -> None:
+                  save_denoised: bool = False, in_progress: str | None = None) -> None:
     """``results.json`` (all rows), ``results.md`` (tables and notes), the figures and, with
-    ``save_denoised``, ``denoised.star`` + ``.mrcs`` for the first condition's test set."""
+    ``save_denoised``, ``denoised.star`` + ``.mrcs`` for the first condition's test set.
+    ``in_progress`` (e.g. "2 of 6 conditions done") marks the files of an unfinished run."""
     rows = [row for result in results for row in result.rows]
     write_json_atomic(out / "results.json", rows)
     curves = write_figures(out, config, results) if figures else {}
@@ -217,6 +218,8 @@ def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | No
         write_denoised_star(out, results[0], saved)
     md = [f"# cryodiff benchmark (`{config.preset}` preset)", "",
           f"Command: `{command or 'run_benchmark(...)'}`", "",
+          *([f"**Unfinished run: {in_progress}; figures come when every condition is done.**",
+             ""] if in_progress else []),
           f"cryodiff {__version__}, {datetime.datetime.now().isoformat(timespec='seconds')}, "
           f"{platform.machine()} with {os.cpu_count()} cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads). Wall time {wall_seconds / 60:.1f} min; "

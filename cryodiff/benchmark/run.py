@@ -142,6 +142,7 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | os.PathLike,
     start = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results = []
+    n_conditions = len(config.maps) * len(config.snrs)
     for map_spec in config.maps:
         for snr in config.snrs:
             t0 = time.perf_counter()
@@ -150,6 +151,11 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | os.PathLike,
                 f"{len(condition.test)} particles ({time.perf_counter() - t0:.0f} s)")
             results.append(run_condition(condition, config, out / "work", checkpoint,
                                          progress, log))
+            if len(results) < n_conditions:  # an interrupted run keeps what it measured
+                write_outputs(out, config, results, command=command,
+                              wall_seconds=time.perf_counter() - start, load=(load_start, None),
+                              checkpoint=checkpoint, figures=False,
+                              in_progress=f"{len(results)} of {n_conditions} conditions done")
     wall = time.perf_counter() - start
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     write_outputs(out, config, results, command=command, wall_seconds=wall,

@@ -31,7 +31,8 @@
 #    drops below 0.143 the half maps stop sharing signal: that frequency is the resolution.
 #
 # Here we reconstruct from clean projections (the best possible case), from the noisy
-# particles, and — when notebook 03 has produced them — from the denoised particles.
+# particles, and — when notebook 03 has produced them — from the denoised particles and, for a
+# fair comparison, from the same particles before denoising (`same particles, raw`).
 
 # %% tags=["parameters"]
 run_dir = "runs/notebooks"
@@ -93,6 +94,10 @@ sources = {
 denoised_path = Path(denoised_star) if denoised_star else run / "compare" / "denoised.star"
 if denoised_path.exists():
     sources["denoised"] = (read_particles(denoised_path), True)
+    # Notebook 03 denoised its own held-out particles (other poses, fewer of them): compare
+    # like with like by reconstructing the very same particles before denoising too.
+    if (denoised_path.parent / "raw.star").exists():
+        sources["same particles, raw"] = (read_particles(denoised_path.parent / "raw.star"), True)
 
 results = {}
 for name, (stack, use_ctf) in sources.items():
@@ -136,6 +141,7 @@ plot_fsc({f"{name} vs truth": curve for name, curve in versus_truth.items()},
 # %%
 record = {
     "n_particles": len(particles),
+    "n_particles_by_source": {name: len(stack) for name, (stack, _) in sources.items()},
     "box": particles.box,
     "pixel_size_A": pixel_size_A,
     "nyquist_A": 2 * pixel_size_A,

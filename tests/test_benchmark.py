@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,7 +37,8 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bench_methods, "make_baseline", make)
-        rows = run_benchmark(TINY, out, command="pytest", progress=False, log=lambda _: None)
+        rows = run_benchmark(TINY, out, command="pytest", progress=False, log=lambda _: None,
+                             save_denoised=True)
     return out, rows
 
 
@@ -166,3 +168,19 @@ def test_an_interrupted_run_keeps_the_conditions_it_finished(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert "Unfinished run: 1 of 2 conditions done" in text and "| lowpass |" in text
     assert not (tmp_path / "gallery.png").exists()
+
+
+@pytest.mark.slow
+def test_saved_denoised_and_raw_stacks_describe_the_same_particles(tiny_run):
+    from cryodiff.io.star import read_particles
+    from cryodiff.io.images import load_images
+
+    out, _ = tiny_run
+    denoised, raw = read_particles(out / "denoised.star"), read_particles(out / "raw.star")
+    assert len(denoised) == len(raw) == TINY.n_test_3d
+    np.testing.assert_allclose(denoised.eulers_deg, raw.eulers_deg)
+    np.testing.assert_allclose(denoised.shifts_A, raw.shifts_A)
+    condition = make_condition("phantom", 0.1, TINY)
+    raw_images, denoised_images = load_images(raw), load_images(denoised)
+    torch.testing.assert_close(raw_images.float(), condition.test.noisy.float())
+    assert not torch.allclose(raw_images.float(), denoised_images.float())

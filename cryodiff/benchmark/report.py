@@ -187,20 +187,27 @@ def choose_denoised(result, preferred: str) -> str | None:
 
 def write_denoised_star(folder: Path, result, method: str) -> Path:
     """Write ``denoised.mrcs`` (the method's output for the whole test set) and
-    ``denoised.star`` (its poses, origins and CTFs) into ``folder``; returns the STAR path.
-    The images keep the CTF (clean_ctf target): reconstruct them with CTF correction."""
+    ``denoised.star`` (its poses, origins and CTFs) into ``folder``, and the same particles
+    before denoising as ``raw.mrcs``/``raw.star`` (for a like-for-like 3D comparison);
+    returns the denoised STAR path. The images keep the CTF (clean_ctf target): reconstruct
+    them with CTF correction."""
+    images = next(o.images for o in result.outputs if o.method == method)
+    _write_test_stack(folder, result, result.condition.test.noisy, "raw")
+    return _write_test_stack(folder, result, images, "denoised")
+
+
+def _write_test_stack(folder: Path, result, images: torch.Tensor, stem: str) -> Path:
     from cryodiff.io.mrc import write_stack
     from cryodiff.io.star import particles_from_arrays, write_particles
 
     condition = result.condition
     test, sim = condition.test, condition.simulation
-    images = next(o.images for o in result.outputs if o.method == method)
-    write_stack(folder / "denoised.mrcs", images, condition.pixel_size_A)
-    stack = particles_from_arrays("denoised.mrcs", test.eulers_deg, test.shifts_A, test.ctf,
+    write_stack(folder / f"{stem}.mrcs", images, condition.pixel_size_A)
+    stack = particles_from_arrays(f"{stem}.mrcs", test.eulers_deg, test.shifts_A, test.ctf,
                                   condition.pixel_size_A, sim.box, sim.voltage_kV, sim.cs_mm,
                                   sim.amplitude_contrast, base_dir=folder)
-    write_particles(folder / "denoised.star", stack)
-    return folder / "denoised.star"
+    write_particles(folder / f"{stem}.star", stack)
+    return folder / f"{stem}.star"
 
 
 def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | None,
@@ -246,7 +253,8 @@ def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | No
           ]
     if saved is not None:
         md.append(f"- `denoised.star`/`.mrcs`: the {saved} output for the "
-                  f"{results[0].condition.tag} test set (poses, origins, CTFs).")
+                  f"{results[0].condition.tag} test set (poses, origins, CTFs); "
+                  "`raw.star`/`.mrcs`: the same particles before denoising.")
     if checkpoint is not None:
         md.append(f"- SR3 was not trained here: checkpoint `{checkpoint}` was used.")
     md += ["", "## Budgets of the trained methods", ""] + _budget(config, results)

@@ -32,7 +32,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="SR3 sampler for the SR3 rows (default ddpm)")
     parser.add_argument("--save-denoised", action="store_true",
                         help="also write DIR/denoised.star (+ .mrcs): SR3 + post-processor "
-                             "output of the first condition's 3D test set")
+                             "output of the first condition's 3D test set, and DIR/raw.star, "
+                             "the same particles before denoising")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -262,6 +262,16 @@ def _assemble(components: _Components, poses: Poses, levels: NoiseLevels) -> Sim
                           poses.shifts_A, poses.ctf, structural, levels)
 
 
+def simulate_at_poses(prepared_volume: PreparedVolume, config: SimulationConfig, poses: Poses,
+                      levels: NoiseLevels, generator: torch.Generator | None = None,
+                      ) -> SimulatedBatch:
+    """Particles at the given ``poses`` (and their CTFs) with fresh noise at fixed ``levels``.
+
+    Calling it twice with the same poses gives two independent noisy images of each
+    projection (Noise2Noise pairs)."""
+    return _assemble(_components(prepared_volume, config, poses, generator), poses, levels)
+
+
 def simulate_batch(prepared_volume: PreparedVolume, config: SimulationConfig, n: int,
                    generator: torch.Generator | None = None,
                    levels: NoiseLevels | None = None) -> SimulatedBatch:
@@ -381,7 +391,7 @@ def simulate_dataset(volume: torch.Tensor, pixel_size_A: float, config: Simulati
                                        unit="particle", disable=not progress))
         for start in range(0, config.n_particles, config.chunk_size):
             chunk = poses.slice(start, min(start + config.chunk_size, config.n_particles))
-            batch = _assemble(_components(prepared, config, chunk, noise_gen), chunk, levels)
+            batch = simulate_at_poses(prepared, config, chunk, levels, noise_gen)
             for writer, images in zip(writers, (batch.particles, batch.clean, batch.clean_ctf)):
                 writer.write(images)
             sums += snr_sums(batch, config.snr_radius_fraction)

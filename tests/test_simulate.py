@@ -70,6 +70,20 @@ def test_batch_is_seeded(phantom, prepared):
     assert not torch.allclose(a.particles, c.particles)
 
 
+def test_simulate_at_poses_gives_independent_noise_on_the_same_projections(phantom, prepared):
+    from cryodiff.simulate import draw_poses, simulate_at_poses
+
+    config = _config(phantom, belt=True)
+    generator = torch.Generator().manual_seed(3)
+    levels = calibrate_noise(prepared, config, 16, generator)
+    poses = draw_poses(config, 64, generator)
+    a, b = (simulate_at_poses(prepared, config, poses, levels, generator) for _ in range(2))
+    torch.testing.assert_close(a.clean_ctf, b.clean_ctf)
+    noise_a, noise_b = (a.particles - a.clean_ctf).flatten(), (b.particles - b.clean_ctf).flatten()
+    assert abs(float(torch.corrcoef(torch.stack([noise_a, noise_b]))[0, 1])) < 0.05
+    assert a.levels == b.levels == levels
+
+
 def test_poses_defocus_and_shifts_follow_the_config(phantom, prepared):
     config = _config(phantom, defocus_range_um=(1.2, 1.8), max_shift_px=1.5)
     batch = simulate_batch(prepared, config, 64, torch.Generator().manual_seed(0))

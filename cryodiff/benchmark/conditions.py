@@ -19,7 +19,7 @@ from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.ctf import CtfParams, ctf_2d
 from cryodiff.projection import PreparedVolume, prepare_volume, relion_shifts_px
 from cryodiff.simulate import (NoiseLevels, SimulationConfig, calibrate_noise, draw_poses,
-                               load_map_or_phantom)
+                               load_map_or_phantom, simulate_at_poses)
 
 # Stream numbers mixed into the seed: one per split, so the splits never share draws.
 _PILOT, _TRAIN, _VAL, _TEST = range(4)
@@ -86,16 +86,11 @@ def _generator(*parts: int) -> torch.Generator:
 def simulate_split(prepared: PreparedVolume, simulation: SimulationConfig, levels: NoiseLevels,
                    n: int, generator: torch.Generator, with_pair: bool = False) -> Split:
     """``n`` particles with new poses from ``generator`` at the calibrated ``levels``."""
-    # The simulator's public simulate_batch draws new poses on every call; a Noise2Noise pair
-    # needs a second noise draw for the same poses, hence its component-level functions.
-    from cryodiff.simulate import _assemble, _components
-
     poses = draw_poses(simulation, n, generator)
-    batch = _assemble(_components(prepared, simulation, poses, generator), poses, levels)
+    batch = simulate_at_poses(prepared, simulation, poses, levels, generator)
     pair = None
-    if with_pair:
-        pair = _assemble(_components(prepared, simulation, poses, generator), poses,
-                         levels).particles.float()
+    if with_pair:  # a second, independent noise draw of the same projections
+        pair = simulate_at_poses(prepared, simulation, poses, levels, generator).particles.float()
     pixel_size_A = float(simulation.pixel_size_A)
     grid = None if poses.ctf is None else ctf_2d(poses.ctf, simulation.box, pixel_size_A).float()
     return Split(batch.particles.float(), batch.clean.float(), batch.clean_ctf.float(), poses.ctf,

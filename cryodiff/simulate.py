@@ -38,10 +38,14 @@ from cryodiff import ctf as ctf_model
 from cryodiff.ctf import CtfParams, apply_ctf
 from cryodiff.errors import CryodiffError
 from cryodiff.geometry import euler_to_matrix, matrix_to_euler, random_rotations
-from cryodiff.masks import disk_mask
 from cryodiff.noise import (coloured_noise, default_belt_geometry, draw_belt_blobs,
                             power_law_spectrum, project_blobs)
 from cryodiff.projection import PreparedVolume, relion_shifts_px
+from cryodiff.snr import disk_variance, measure_snr, snr_from_sums, snr_sums
+
+__all__ = ["SimulationConfig", "NoiseLevels", "Poses", "SimulatedBatch", "draw_poses",
+           "calibrate_noise", "simulate_at_poses", "simulate_batch", "simulate_dataset",
+           "load_map_or_phantom", "disk_variance", "measure_snr", "snr_sums", "snr_from_sums"]
 
 
 @dataclass(frozen=True)
@@ -224,12 +228,6 @@ def _components(prepared: PreparedVolume, config: SimulationConfig, poses: Poses
     return _Components(clean, clean_ctf, coloured, belt, torch.stack(shot).to(device))
 
 
-def disk_variance(images: torch.Tensor, radius_fraction: float = 0.4) -> torch.Tensor:
-    """Per-image variance ``(n,)`` inside the disk of radius ``radius_fraction · L`` pixels."""
-    mask = disk_mask(images.shape[-1], radius_fraction * images.shape[-1], images.device)
-    return images[..., mask].double().var(dim=-1, unbiased=False)
-
-
 def _levels_from(components: _Components, config: SimulationConfig) -> NoiseLevels:
     radius = config.snr_radius_fraction
     signal = disk_variance(components.clean_ctf, radius).mean().item()
@@ -288,25 +286,6 @@ def simulate_batch(prepared_volume: PreparedVolume, config: SimulationConfig, n:
     poses = draw_poses(config, n, generator)
     components = _components(prepared_volume, config, poses, generator)
     return _assemble(components, poses, levels or _levels_from(components, config))
-
-
-def measure_snr(batch: SimulatedBatch, radius_fraction: float = 0.4) -> dict[str, float]:
-    """Measured ``snr`` and ``structural_snr`` of a batch (see the module docstring)."""
-    sums = snr_sums(batch, radius_fraction)
-    return snr_from_sums(sums)
-
-
-def snr_sums(batch: SimulatedBatch, radius_fraction: float = 0.4) -> np.ndarray:
-    """Summed disk variances (signal, total noise, structural noise) of a batch, to accumulate."""
-    return np.array([disk_variance(x, radius_fraction).sum().item() for x in
-                     (batch.clean_ctf, batch.particles - batch.clean_ctf, batch.structural)])
-
-
-def snr_from_sums(sums: np.ndarray) -> dict[str, float | None]:
-    """SNRs from :func:`snr_sums` totals (``structural_snr`` None without structural noise)."""
-    signal, noise, structural = (float(s) for s in sums)
-    return {"snr": signal / noise,
-            "structural_snr": signal / structural if structural > 0 else None}
 
 
 def _pixel_size(config: SimulationConfig) -> float:

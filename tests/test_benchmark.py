@@ -54,7 +54,8 @@ def test_results_files_and_schema(tiny_run):
             assert row[key] is None or math.isfinite(row[key])
     text = (out / "results.md").read_text()
     assert "Command: `pytest`" in text and "| supervised |" in text
-    for figure in ("gallery.png", "reconstructions.png", "fsc.png"):
+    assert "FSC-0.143, pose search (Å)" in text and "Pose search:" in text
+    for figure in ("gallery.png", "reconstructions.png", "fsc.png", "fsc_pose_search.png"):
         assert (out / figure).stat().st_size > 1000
 
 
@@ -70,6 +71,23 @@ def test_clean_beats_noisy_in_3d_and_noisy_has_lowest_psnr(tiny_run):
     assert all(r["ssim"] > by["noisy"]["ssim"] for r in working)
     # only the methods_3d rows were reconstructed
     assert by["lowpass"]["fsc_0143_A"] is not None and by["wiener"]["fsc_0143_A"] is None
+
+
+@pytest.mark.slow
+def test_pose_search_rows(tiny_run):
+    _, rows = tiny_run
+    by = {row["method"]: row for row in rows}
+    searched = {m for m, r in by.items() if r["fsc_0143_A_pose_search"] is not None}
+    assert searched == {"clean", "noisy", "lowpass", "supervised"}  # every 3D set, no other
+    assert by["clean"]["median_pose_error_deg"] < 2.0  # clean images find their poses
+    assert by["noisy"]["median_pose_error_deg"] > by["clean"]["median_pose_error_deg"]
+    # found poses can only lose resolution against the true ones
+    for method in searched:
+        assert by[method]["fsc_0143_A_pose_search"] >= by[method]["fsc_0143_A"] - 0.5
+    assert by["clean"]["fsc_0143_A_pose_search"] < by["noisy"]["fsc_0143_A_pose_search"]
+    # a linear filter holds the raw particles' pose information, no more and no less
+    noisy_error = by["noisy"]["median_pose_error_deg"]
+    assert abs(by["lowpass"]["median_pose_error_deg"] - noisy_error) < 0.3 * noisy_error
 
 
 @pytest.mark.slow

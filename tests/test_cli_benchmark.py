@@ -50,3 +50,14 @@ def test_missing_checkpoint(tmp_path, capsys):
     assert main(["benchmark", "--checkpoint", str(tmp_path / "run"), "--out",
                  str(tmp_path / "o")]) == 2
     assert "checkpoint not found" in _error(capsys)
+
+
+def test_pose_search_is_on_by_default_and_can_be_turned_off():
+    import argparse
+
+    from cryodiff.cli.benchmark import add_args, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    assert config_from_args(parser.parse_args([])).pose_search is True
+    assert config_from_args(parser.parse_args(["--no-pose-search"])).pose_search is False

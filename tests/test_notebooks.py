@@ -63,6 +63,8 @@ def _check_compare(summary: dict) -> None:
     assert summary["n_methods_ok"] >= 5
     assert summary["psnr_best"] > summary["psnr_noisy"] + 8
     assert summary["fsc_clean_A"] <= summary["fsc_noisy_A"]
+    assert summary["pose_error_clean_deg"] < summary["pose_error_noisy_deg"]
+    assert summary["fsc_noisy_pose_search_A"] >= summary["fsc_noisy_A"] - 0.5
     assert summary["denoised_star"]
 
 

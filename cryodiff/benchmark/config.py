@@ -38,6 +38,10 @@ class BenchmarkConfig:
     ``slow_step_threshold`` above which a step count counts as slow.
     ``methods`` to run; ``methods_3d`` also reconstructed (``"sr3"`` there means the
     ``sr3_fast_steps`` rows with and without post-processor).
+    Pose search (:mod:`cryodiff.alignment`): with ``pose_search`` every 3D set is also
+    reconstructed with orientations found by projection matching against the true map, up
+    to ``pose_band_A`` Å (None: ``4 ×`` the pixel size, half the Nyquist frequency), from a
+    ``pose_grid_deg`` grid refined in ``pose_refine_rounds`` halving local rounds.
     """
 
     preset: str = "custom"
@@ -62,6 +66,10 @@ class BenchmarkConfig:
     methods: tuple[str, ...] = ALL_METHODS
     methods_3d: tuple[str, ...] = ("lowpass", "wiener", "topaz", "noise2noise", "supervised",
                                    "cwf", "sr3")
+    pose_search: bool = True
+    pose_band_A: float | None = None
+    pose_grid_deg: float = 15.0
+    pose_refine_rounds: int = 4
     seed: int = 0
     device: str = "auto"
 
@@ -79,6 +87,10 @@ class BenchmarkConfig:
             raise CryodiffError("need 0 < n_test_slow <= n_test_2d <= n_test_3d")
         if self.n_train < 8 or self.n_val < 4:
             raise CryodiffError("need at least 8 training and 4 validation particles")
+        if self.pose_band_A is not None and not self.pose_band_A > 0:
+            raise CryodiffError(f"pose_band_A must be positive, got {self.pose_band_A}")
+        if not 0 < self.pose_grid_deg <= 90 or self.pose_refine_rounds < 0:
+            raise CryodiffError("need 0 < pose_grid_deg <= 90 and pose_refine_rounds >= 0")
         if self.sr3_fast_steps not in self.sr3_steps:
             raise CryodiffError(f"sr3_fast_steps ({self.sr3_fast_steps}) must be one of "
                                 f"sr3_steps {list(self.sr3_steps)}")

@@ -5,6 +5,9 @@ the resolution where the mean FRC curve between denoised and clean images drops 
 0.143. 3D: the denoised images (which still carry the CTF, the target being ``clean_ctf``)
 are reconstructed with their known poses, shifts and CTFs, and the FSC against the true map
 (both under a soft spherical mask of radius ``0.45·L``) gives the 0.143 and 0.5 resolutions.
+With a pose search, the same images are also reconstructed with the orientations that
+projection matching against the true map finds for them (:mod:`cryodiff.alignment`), which is
+where a real reconstruction can gain from denoising.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import math
 
 import torch
 
+from cryodiff.alignment import (angular_distance_deg, estimate_orientations,
+                                shell_transfer_and_noise)
 from cryodiff.benchmark.conditions import Split
+from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.fsc import FscResult, frc_result, fsc
 from cryodiff.metrics import psnr, ssim
 from cryodiff.reconstruct import ctf_subset, reconstruct
@@ -30,14 +36,41 @@ def metrics_2d(images: torch.Tensor, target: torch.Tensor, pixel_size_A: float) 
 
 
 def reconstruct_split(images: torch.Tensor, split: Split, pixel_size_A: float,
-                      use_ctf: bool = True) -> torch.Tensor:
-    """Map ``(L, L, L)`` from the first ``len(images)`` particles of ``split`` (known poses)."""
+                      use_ctf: bool = True, rotations: torch.Tensor | None = None) -> torch.Tensor:
+    """Map ``(L, L, L)`` from the first ``len(images)`` particles of ``split``, at their known
+    poses or at ``rotations`` ``(n, 3, 3)`` (known shifts and CTFs either way)."""
     n = images.shape[0]
     ctf = None
     if use_ctf and split.ctf is not None:
         ctf = ctf_subset(split.ctf, torch.arange(n))
-    return reconstruct(images.float(), split.rotations[:n], pixel_size_A,
-                       split.shifts_px[:n], ctf).volume
+    return reconstruct(images.float(), split.rotations[:n] if rotations is None else rotations,
+                       pixel_size_A, split.shifts_px[:n], ctf).volume
+
+
+def pose_band_A(config: BenchmarkConfig, pixel_size_A: float) -> float:
+    """Finest detail (Å) the pose search compares: the config's, or half the Nyquist frequency."""
+    return config.pose_band_A if config.pose_band_A is not None else 4.0 * pixel_size_A
+
+
+def reconstruct_with_pose_search(images: torch.Tensor, split: Split, truth: torch.Tensor,
+                                 pixel_size_A: float, config: BenchmarkConfig,
+                                 ) -> tuple[torch.Tensor, float]:
+    """Map from ``images`` at the orientations found by projection matching against ``truth``,
+    and the median angular error (degrees) of those orientations.
+
+    Each method is searched with its own per-shell transfer and error power, measured against
+    the clean targets (the search is given the true map as reference too): the result says
+    how much orientation information the images hold, not how well a weighting guesses it.
+    """
+    n = images.shape[0]
+    transfer, noise = shell_transfer_and_noise(images, split.clean_ctf[:n])
+    ctf = ctf_subset(split.ctf, torch.arange(n)) if split.ctf is not None else None
+    found = estimate_orientations(images, truth, pixel_size_A, pose_band_A(config, pixel_size_A),
+                                  ctf, split.shifts_px[:n], grid_step_deg=config.pose_grid_deg,
+                                  refine_rounds=config.pose_refine_rounds,
+                                  shell_transfer=transfer, shell_noise=noise)
+    error = angular_distance_deg(found.rotations, split.rotations[:n]).median()
+    return reconstruct_split(images, split, pixel_size_A, rotations=found.rotations), float(error)
 
 
 def fsc_to_truth(volume: torch.Tensor, truth: torch.Tensor, pixel_size_A: float) -> FscResult:

@@ -17,7 +17,7 @@ import torch
 from cryodiff.benchmark.conditions import Condition, make_condition
 from cryodiff.benchmark.config import BASELINE_METHODS, BenchmarkConfig
 from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, metrics_2d,
-                                         reconstruct_split)
+                                         reconstruct_split, reconstruct_with_pose_search)
 from cryodiff.benchmark.methods import (MethodOutput, noisy_output, run_baseline, run_sr3,
                                         train_sr3)
 from cryodiff.errors import CryodiffError
@@ -33,6 +33,7 @@ class ConditionResult:
     rows: list[dict] = field(default_factory=list)
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     fsc_curves: dict[str, FscResult] = field(default_factory=dict)
+    fsc_curves_pose_search: dict[str, FscResult] = field(default_factory=dict)
     train_seconds: float | None = None
 
 
@@ -40,14 +41,29 @@ def _row(output: MethodOutput, condition: Condition) -> dict:
     return {"method": output.method, "family": output.family, "map": condition.map_name,
             "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
             "seconds_per_image": finite_or_none(output.seconds_per_image),
-            "fsc_0143_A": None, "fsc_05_A": None, "psnr_gain_db": None,
-            "n_test_2d": None, "n_test_3d": None, "fit_seconds": finite_or_none(output.fit_seconds),
+            "fsc_0143_A": None, "fsc_05_A": None, "fsc_0143_A_pose_search": None,
+            "median_pose_error_deg": None, "psnr_gain_db": None, "n_test_2d": None,
+            "n_test_3d": None, "fit_seconds": finite_or_none(output.fit_seconds),
             "status": output.status, "note": output.note}
+
+
+def _pose_search(result: ConditionResult, method: str, images: torch.Tensor,
+                 config: BenchmarkConfig) -> dict:
+    """Row keys of the reconstruction at searched poses (empty without a pose search)."""
+    if not config.pose_search:
+        return {}
+    condition = result.condition
+    volume, error = reconstruct_with_pose_search(images, condition.test, condition.volume,
+                                                 condition.pixel_size_A, config)
+    curve = fsc_to_truth(volume, condition.volume, condition.pixel_size_A)
+    result.fsc_curves_pose_search[method] = curve
+    return {"fsc_0143_A_pose_search": curve.resolution_0143_A, "median_pose_error_deg": error}
 
 
 def score(result: ConditionResult, config: BenchmarkConfig,
           log: Callable[[str], None] = print) -> None:
-    """Fill ``result.rows`` (2D metrics, 3D FSC), ``maps`` and ``fsc_curves``."""
+    """Fill ``result.rows`` (2D metrics, 3D FSC at known and searched poses), ``maps`` and the
+    FSC curves."""
     condition, test = result.condition, result.condition.test
     px, truth = condition.pixel_size_A, condition.volume
     clean = reconstruct_split(test.clean_ctf, test, px)
@@ -57,10 +73,12 @@ def score(result: ConditionResult, config: BenchmarkConfig,
                  "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
                  "seconds_per_image": None,
                  "fsc_0143_A": result.fsc_curves["clean"].resolution_0143_A,
-                 "fsc_05_A": result.fsc_curves["clean"].resolution_05_A, "psnr_gain_db": None,
-                 "n_test_2d": None, "n_test_3d": len(test), "fit_seconds": None,
-                 "status": "reference",
+                 "fsc_05_A": result.fsc_curves["clean"].resolution_05_A,
+                 "fsc_0143_A_pose_search": None, "median_pose_error_deg": None,
+                 "psnr_gain_db": None, "n_test_2d": None, "n_test_3d": len(test),
+                 "fit_seconds": None, "status": "reference",
                  "note": "the clean target itself (upper bound for any denoiser in 3D)"}
+    reference |= _pose_search(result, "clean", test.clean_ctf, config)
     for output in result.outputs:
         row = _row(output, condition)
         if output.images is not None:
@@ -76,11 +94,13 @@ def score(result: ConditionResult, config: BenchmarkConfig,
                 result.fsc_curves[output.method] = curve
                 row |= {"fsc_0143_A": curve.resolution_0143_A, "fsc_05_A": curve.resolution_05_A,
                         "n_test_3d": len(test)}
+                row |= _pose_search(result, output.method, output.images, config)
         result.rows.append({k: finite_or_none(v) if isinstance(v, float) else v
                             for k, v in row.items()})
         if output.method == "noisy":
             result.rows.append(reference)
-        log(f"  {output.method:<16} {output.status:<8} PSNR {row['psnr']}  FSC {row['fsc_0143_A']}")
+        log(f"  {output.method:<16} {output.status:<8} PSNR {row['psnr']}  FSC {row['fsc_0143_A']}"
+            f"  FSC (pose search) {row['fsc_0143_A_pose_search']}")
 
 
 def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,

@@ -34,6 +34,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="also write DIR/denoised.star (+ .mrcs): SR3 + post-processor "
                              "output of the first condition's 3D test set, and DIR/raw.star, "
                              "the same particles before denoising")
+    parser.add_argument("--no-pose-search", action="store_true",
+                        help="reconstruct at the known poses only (no projection-matching "
+                             "pose search)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -58,6 +61,7 @@ def config_from_args(args: argparse.Namespace):
                  "pixel_size_A": args.pixel_size, "device": args.device,
                  "train_steps": args.train_steps, "seed": args.seed,
                  "sr3_sampler": args.sampler,
+                 "pose_search": False if args.no_pose_search else None,
                  "methods": tuple(m for m in config.methods if m not in args.skip)}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config.validate()

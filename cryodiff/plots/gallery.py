@@ -86,7 +86,7 @@ def plot_psnr_vs_steps(curves: Mapping[str, Mapping[str, Sequence[float]]]) -> F
             ax.axhline(curve["noisy"], color=color, linestyle=":", linewidth=1,
                        label=f"{label}: noisy input")
     ax.set_xscale("log")
-    ax.set(xlabel="sampling steps (DDIM)", ylabel="PSNR (dB)",
+    ax.set(xlabel="sampling steps", ylabel="PSNR (dB)",
            title="PSNR vs sampling steps (held-out particles)")
     ax.legend(fontsize=7)
     fig.tight_layout()

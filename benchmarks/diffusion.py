@@ -31,7 +31,6 @@ import torch
 from cryodiff.denoise import denoise_images, load_denoiser
 from cryodiff.diffusion import make_schedule
 from cryodiff.models.postprocess import PostProcessUNet
-from cryodiff.models.unet import SR3UNet
 from cryodiff.training.config import get_preset, with_overrides
 from cryodiff.training.data import SimulatedData
 from cryodiff.training.evaluate import psnr_vs_steps

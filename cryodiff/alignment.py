@@ -85,7 +85,8 @@ def angular_distance_deg(rotations1: torch.Tensor, rotations2: torch.Tensor) -> 
     return torch.rad2deg(torch.acos(cosine))
 
 
-def _band(box: int, pixel_size_A: float, max_resolution_A: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _band(box: int, pixel_size_A: float, max_resolution_A: float,
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat indices of the centred-grid pixels with ``0 < |k| ≤ k_max`` and their shell."""
     radius = radius_grid(box, 2, dtype=torch.float64).reshape(-1)
     k_max = box * pixel_size_A / max_resolution_A  # pixels of the Fourier grid
@@ -94,7 +95,7 @@ def _band(box: int, pixel_size_A: float, max_resolution_A: float) -> tuple[torch
 
 
 def _shell_mean(values: torch.Tensor, box: int) -> torch.Tensor:
-    """Mean over images and over each shell ``round(|k|)`` of ``values`` ``(N, L, L)``: ``(L//2 + 1,)``."""
+    """Mean ``(L//2 + 1,)`` of ``values`` ``(N, L, L)`` over images and shells ``round(|k|)``."""
     shells = shell_index(box, 2).reshape(-1)
     inside = shells <= box // 2
     total = torch.zeros(box // 2 + 1, dtype=torch.float64).index_add_(
@@ -115,7 +116,8 @@ def shell_transfer_and_noise(images: torch.Tensor, targets: torch.Tensor,
     box = images.shape[-1]
     y, x = fft2_centered(images.double()), fft2_centered(targets.double())
     target_power = _shell_mean(x.abs().pow(2), box)
-    transfer = _shell_mean((x.conj() * y).real, box) / target_power.clamp(min=1e-300)
+    gain = _shell_mean((x.conj() * y).real, box)
+    transfer = gain / target_power.clamp(min=1e-300)
     residual = y - transfer[shell_index(box, 2).clamp(max=box // 2)] * x
     noise = _shell_mean(residual.abs().pow(2), box)
     return transfer, torch.maximum(noise, 1e-6 * transfer ** 2 * target_power)
@@ -178,16 +180,23 @@ def estimate_orientations(images: torch.Tensor, reference: torch.Tensor | Prepar
         shell_transfer, shell_noise: ``T`` and ``N`` per shell ``(L//2 + 1,)`` of the model in
             the module docstring (:func:`shell_transfer_and_noise`); defaults: ``T = 1`` and
             ``N`` the images' own mean power per shell.
+
+    Runs on the CPU (a prepared ``reference`` must be on the CPU too).
     """
+    images = images.detach().float().cpu()  # the search runs on the CPU
+    if shifts_px is not None:
+        shifts_px = torch.as_tensor(shifts_px).detach().cpu()
     n, box = images.shape[0], images.shape[-1]
-    prepared = reference if isinstance(reference, PreparedVolume) else prepare_volume(reference.float())
+    prepared = reference if isinstance(reference, PreparedVolume) \
+        else prepare_volume(reference.detach().float().cpu())
     band, shells = _band(box, pixel_size_A, max_resolution_A)
     spectra = _centred_spectra(images, shifts_px, band)
     model = torch.ones(1, len(band)) if ctf is None else \
         ctf_2d(ctf, box, pixel_size_A, device=torch.device("cpu")).reshape(-1, box * box)[:, band]
     noise = _shell_mean(fft2_centered(images.double()).abs().pow(2), box) \
-        if shell_noise is None else shell_noise.double()
-    transfer = torch.ones_like(noise) if shell_transfer is None else shell_transfer.double()
+        if shell_noise is None else shell_noise.detach().double().cpu()
+    transfer = torch.ones_like(noise) if shell_transfer is None \
+        else shell_transfer.detach().double().cpu()
     noise = noise.clamp(min=float(noise.max()) * 1e-15)
     model = model * transfer[shells].float()
     weights = (1.0 / noise[shells]).float()

@@ -104,6 +104,22 @@ class UNetRegressor:
                                          self.batch_size, self.lr, self.seed)
         return self
 
+    def state(self) -> dict:
+        """What :meth:`load_state` needs to rebuild the trained denoiser (tensors, numbers)."""
+        if self.model is None:
+            raise RuntimeError(f"{type(self).__name__}.state called before fit()")
+        return {"model": self.model.state_dict(), "config": self.model.config.to_dict(),
+                "shift": self._shift, "scale": self._scale, "losses": list(self.losses)}
+
+    def load_state(self, state: dict) -> UNetRegressor:
+        """Restore a denoiser saved with :meth:`state` instead of training it again."""
+        self.model = PostProcessUNet(PostProcessConfig.from_dict(state["config"]))
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.device).eval()
+        self._shift, self._scale = float(state["shift"]), float(state["scale"])
+        self.losses = [float(v) for v in state["losses"]]
+        return self
+
     @torch.no_grad()
     def denoise(self, images: torch.Tensor, ctf: torch.Tensor | None = None,
                 batch_size: int = 64) -> torch.Tensor:

@@ -5,11 +5,17 @@ test particles (prefixes of the same test set, so 2D subsets and the 3D set agre
 seconds per image of the denoising call alone (fitting/training time is reported apart).
 A peer that is not installed is skipped with its install hint; a peer that fails is reported
 as failed with the error — never dropped silently.
+
+Resuming: the trained baselines (Noise2Noise, supervised U-Net) save their weights into the
+run's work folder once trained, and SR3 keeps its training checkpoints there; a later run with
+the same settings and output folder reuses them (an interrupted SR3 training continues from
+its last checkpoint) instead of training again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 import traceback
@@ -23,7 +29,13 @@ from cryodiff.baselines.base import DenoisingData
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import SLOW_METHODS, BenchmarkConfig
 from cryodiff.errors import CryodiffError
+from cryodiff.io.atomic import atomic_path
 from cryodiff.training.config import TrainConfig, get_preset, with_overrides
+
+TRAINED_BASELINES = ("noise2noise", "supervised")
+# The benchmark settings that decide what a trained baseline learns (with the training
+# preset, in full): its cache key. Other settings may change without retraining it.
+_TRAINING_SETTINGS = ("box", "pixel_size_A", "structural_snr", "n_train", "n_val", "seed")
 
 
 @dataclass
@@ -76,17 +88,53 @@ def test_count(name: str, config: BenchmarkConfig) -> int:
     return config.n_test_slow if name in SLOW_METHODS else config.n_test_2d
 
 
+def _cache_key(name: str, condition: Condition, config: BenchmarkConfig) -> str:
+    settings = {k: getattr(config, k) for k in _TRAINING_SETTINGS}
+    return json.dumps({"method": name, "condition": condition.tag, "map": condition.map_spec,
+                       "settings": settings,
+                       "training": train_config_for(config, condition).to_json()},
+                      sort_keys=True)
+
+
+def _reuse_trained(baseline, cache: Path, key: str) -> float | None:
+    """Load ``baseline`` from ``cache`` if it was trained with ``key``; its training seconds."""
+    if not cache.is_file():
+        return None
+    try:
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        if saved.get("key") != key:
+            return None
+        baseline.load_state(saved["state"])
+        return float(saved["fit_seconds"])
+    except Exception:  # an unreadable cache is retrained, never trusted
+        return None
+
+
 def run_baseline(name: str, condition: Condition, config: BenchmarkConfig,
-                 device: torch.device) -> MethodOutput:
-    """Fit baseline ``name`` and denoise the first :func:`test_count` test particles."""
+                 device: torch.device, cache_dir: Path | None = None) -> MethodOutput:
+    """Fit baseline ``name`` and denoise the first :func:`test_count` test particles.
+
+    With ``cache_dir``, a trained baseline is saved there (``<condition>_<name>.pt``) and a
+    saved one trained with the same settings is reused instead of training again.
+    """
     n = test_count(name, config)
     test = condition.test
+    cache = cache_dir / f"{condition.tag}_{name}.pt" \
+        if cache_dir is not None and name in TRAINED_BASELINES else None
     try:
         baseline = make_baseline(name, **_baseline_options(
             name, train_config_for(config, condition), device))
-        start = time.perf_counter()
-        baseline.fit(_fit_data(name, condition))
-        fit_seconds = time.perf_counter() - start
+        key = _cache_key(name, condition, config)
+        fit_seconds = None if cache is None else _reuse_trained(baseline, cache, key)
+        reused = fit_seconds is not None
+        if not reused:
+            start = time.perf_counter()
+            baseline.fit(_fit_data(name, condition))
+            fit_seconds = time.perf_counter() - start
+            if cache is not None:
+                with atomic_path(cache) as tmp:
+                    torch.save({"key": key, "state": baseline.state(),
+                                "fit_seconds": fit_seconds}, tmp)
         start = time.perf_counter()
         images = baseline.denoise(test.noisy[:n], None if test.ctf_grid is None
                                   else test.ctf_grid[:n])
@@ -96,8 +144,10 @@ def run_baseline(name: str, condition: Condition, config: BenchmarkConfig,
     except Exception as error:  # a peer crashing must show in the table, not end the run
         line = traceback.format_exception_only(type(error), error)[-1].strip()
         return MethodOutput(name, name, None, status="failed", note=line[:300])
-    return MethodOutput(name, name, images.float(), seconds, fit_seconds,
-                        note=_baseline_note(name, baseline))
+    note = _baseline_note(name, baseline)
+    if reused:
+        note += "; trained by an earlier run with the same settings (reused)"
+    return MethodOutput(name, name, images.float(), seconds, fit_seconds, note=note)
 
 
 def _baseline_note(name: str, baseline) -> str:
@@ -120,11 +170,12 @@ def noisy_output(condition: Condition) -> MethodOutput:
 
 def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
               progress: bool = True):
-    """Train SR3 and its post-processor on the condition (or reuse a finished identical run).
+    """Train SR3 and its post-processor on the condition (or reuse a finished identical run,
+    or continue an interrupted one from its last checkpoint).
 
     The run sees the training and validation splits (its own ``n_val`` pairs set aside for
     validation), i.e. as many training pairs as the other trained methods.
-    Returns ``(Denoiser, train_seconds)``.
+    Returns ``(Denoiser, train_seconds)`` (seconds spent in this call).
     """
     from cryodiff.denoise import load_denoiser
     from cryodiff.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -134,18 +185,21 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
 
     train_config = train_config_for(config, condition)
     device = select_device(config.device, verbose=False)
-    latest = latest_checkpoint(run_dir)
+    latest, trained_steps = latest_checkpoint(run_dir), 0
     if latest is not None:
         state = load_checkpoint(latest)
-        if (state.get("postprocess") is not None and int(state["step"]) == train_config.steps
-                and TrainConfig.from_json(state["config"]) == train_config):
+        if TrainConfig.from_json(state["config"]) != train_config:
+            shutil.rmtree(run_dir)  # another run's training: start afresh
+        elif state.get("postprocess") is not None and int(state["step"]) == train_config.steps:
             return load_denoiser(latest, device), 0.0
-        shutil.rmtree(run_dir)
+        else:
+            trained_steps = int(state["step"])
     data = PairedStackData(torch.cat([condition.train.noisy, condition.val.noisy]),
                            torch.cat([condition.train.clean_ctf, condition.val.clean_ctf]),
                            train_config)
     start = time.perf_counter()
-    train(train_config, run_dir, data, progress=progress)
+    if trained_steps < train_config.steps:  # fresh, or continue an interrupted run
+        train(train_config, run_dir, data, resume=trained_steps > 0, progress=progress)
     train_postprocessor(run_dir, data, device=str(device), progress=progress)
     return load_denoiser(run_dir, device), time.perf_counter() - start
 

@@ -267,9 +267,12 @@ def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | No
              f"cross-correlation up to {_pose_band_text(config)}; "
              f"{config.pose_grid_deg:g}° global grid, {config.pose_refine_rounds} local "
              "rounds halving the step; translations known). 'pose error' is the median "
-             "angle between found and true orientations. Known poses favour the raw "
-             "particles, whose noise the reconstruction averages away; a real data set must "
-             "find its poses, which is where denoising can help."] if config.pose_search else []),
+             "angle between found and true orientations (random ones are ≈ 126° off). Known "
+             "poses favour the raw particles, whose noise the reconstruction averages away; a "
+             "real data set must find its poses, which is where denoising could help. Inside "
+             "the band the searched-pose FSC is inflated by reference bias (noise aligned to "
+             "the true map reproduces it): an FSC-0.143 near the band limit means the search "
+             "failed."] if config.pose_search else []),
           "- Metrics: PSNR with each clean image's own range as peak, SSIM (Gaussian "
           "window 11, σ 1.5), FRC-0.143 of the mean FRC curve; seconds per image of the "
           "denoising call only (training/fitting time is `fit_seconds` in results.json).",

@@ -117,7 +117,7 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
                                         note="not requested (--skip or the preset's method list)"))
             continue
         start = time.perf_counter()
-        outputs.append(run_baseline(name, condition, config, device))
+        outputs.append(run_baseline(name, condition, config, device, work_dir / "baselines"))
         log(f"  {name}: {outputs[-1].status} ({time.perf_counter() - start:.0f} s)")
     train_seconds = None
     if "sr3" in config.methods:

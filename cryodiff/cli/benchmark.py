@@ -20,7 +20,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snr", nargs="+", type=float, metavar="S",
                         help="total SNR(s) (default: the preset's)")
     parser.add_argument("--out", default="benchmark_out", metavar="DIR",
-                        help="output folder (results.json, results.md, figures)")
+                        help="output folder (results.json, results.md, figures); run the "
+                             "same command again to resume an interrupted run (trained "
+                             "networks in DIR/work are reused)")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--skip", nargs="+", default=[], metavar="METHOD",
                         help="methods to leave out (they appear in the table as skipped)")

@@ -91,7 +91,7 @@ def _band(box: int, pixel_size_A: float, max_resolution_A: float,
     radius = radius_grid(box, 2, dtype=torch.float64).reshape(-1)
     k_max = box * pixel_size_A / max_resolution_A  # pixels of the Fourier grid
     index = ((radius > 0) & (radius <= min(k_max, box // 2))).nonzero().squeeze(1)
-    return index, torch.round(radius[index]).long()
+    return index, shell_index(box, 2).reshape(-1)[index]
 
 
 def _shell_mean(values: torch.Tensor, box: int) -> torch.Tensor:

@@ -17,7 +17,8 @@ from cryodiff.errors import CryodiffError
 DESCRIPTION = ("cryodiff: diffusion-based denoising of single-particle cryo-EM images "
                "(simulate, reconstruct, train, denoise, compare)")
 
-# name -> one-line help; the module cryodiff.cli.<name> provides add_args(parser) and main(args).
+# name -> one-line help; the module cryodiff.cli.<name> (hyphens as underscores) provides
+# add_args(parser) and main(args).
 COMMANDS: dict[str, str] = {
     "simulate": "simulate noisy particle images from a map (writes particles.mrcs/.star)",
     "project": "project a map at the poses of a STAR file (like relion_project)",
@@ -27,13 +28,18 @@ COMMANDS: dict[str, str] = {
     "train": "train the conditional diffusion denoiser (and post-processor)",
     "denoise": "denoise particles with a trained checkpoint",
     "benchmark": "compare cryodiff with every baseline in 2D and 3D",
+    "combine-results": "one table (maps × SNRs) from several benchmark runs' results.json",
     "notebooks": "execute every tutorial notebook headless into a run folder",
 }
 
 
+def _module_name(command: str) -> str:
+    return "cryodiff.cli." + command.replace("-", "_")
+
+
 def _available_commands() -> dict[str, str]:
     return {name: text for name, text in COMMANDS.items()
-            if importlib.util.find_spec(f"cryodiff.cli.{name}") is not None}
+            if importlib.util.find_spec(_module_name(name)) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cryodiff {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in _available_commands().items():
-        module = importlib.import_module(f"cryodiff.cli.{name}")
+        module = importlib.import_module(_module_name(name))
         command_parser = sub.add_parser(name, help=text, description=text)
         module.add_args(command_parser)
         command_parser.set_defaults(_main=module.main)
@@ -57,7 +63,7 @@ def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cryodiff")
     parser.add_argument("--version", action="version", version=f"cryodiff {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    module = importlib.import_module(f"cryodiff.cli.{name}")
+    module = importlib.import_module(_module_name(name))
     command_parser = sub.add_parser(name, help=commands[name], description=commands[name])
     module.add_args(command_parser)
     command_parser.set_defaults(_main=module.main)

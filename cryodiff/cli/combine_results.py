@@ -1,0 +1,31 @@
+"""``cryodiff combine-results``: one table from several benchmark runs (maps × SNRs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", type=Path,
+                        help="benchmark run folders (or their results.json files)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the markdown table here (default: print it)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write every row, tagged with its source file, as one list")
+
+
+def main(args: argparse.Namespace) -> int:
+    from cryodiff.benchmark.combine import combined_markdown, load_rows
+    from cryodiff.io.atomic import write_json_atomic, write_text_atomic
+
+    rows = load_rows(args.runs)
+    text = combined_markdown(rows)
+    if args.out is None:
+        print(text)
+    else:
+        write_text_atomic(args.out, text)
+        print(f"wrote {args.out} ({len(rows)} rows)")
+    if args.json is not None:
+        write_json_atomic(args.json, rows)
+    return 0

@@ -104,6 +104,13 @@ def _shell_mean(values: torch.Tensor, box: int) -> torch.Tensor:
     return total / count.clamp(min=1)
 
 
+def _band_shell_power(spectra: torch.Tensor, shells: torch.Tensor, box: int) -> torch.Tensor:
+    """Mean power ``(L//2 + 1,)`` per shell of band values ``(N, K)`` (0 outside the band)."""
+    total = torch.zeros(box // 2 + 1, dtype=torch.float64).index_add_(
+        0, shells, spectra.abs().pow(2).double().mean(0))
+    return total / torch.bincount(shells, minlength=box // 2 + 1).double().clamp(min=1)
+
+
 def shell_transfer_and_noise(images: torch.Tensor, targets: torch.Tensor,
                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-shell transfer ``T`` and error power ``N`` ``(L//2 + 1,)`` of ``images ≈ T·targets``.
@@ -193,8 +200,8 @@ def estimate_orientations(images: torch.Tensor, reference: torch.Tensor | Prepar
     spectra = _centred_spectra(images, shifts_px, band)
     model = torch.ones(1, len(band)) if ctf is None else \
         ctf_2d(ctf, box, pixel_size_A, device=torch.device("cpu")).reshape(-1, box * box)[:, band]
-    noise = _shell_mean(fft2_centered(images.double()).abs().pow(2), box) \
-        if shell_noise is None else shell_noise.detach().double().cpu()
+    noise = _band_shell_power(spectra, shells, box) if shell_noise is None \
+        else shell_noise.detach().double().cpu()
     transfer = torch.ones_like(noise) if shell_transfer is None \
         else shell_transfer.detach().double().cpu()
     noise = noise.clamp(min=float(noise.max()) * 1e-15)

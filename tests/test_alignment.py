@@ -124,3 +124,26 @@ def test_a_linear_filter_neither_helps_nor_hurts_the_search(particles):
     # searched as if unfiltered, the same images lose their poses
     naive = estimate_orientations(filtered, volume, pixel, 4 * pixel, ctf, shifts)
     assert float(angular_distance_deg(naive.rotations, rotations).median()) > 2 * errors["raw"]
+
+
+def test_default_weights_are_the_images_own_shell_power(particles):
+    volume, pixel, _, shifts, ctf, images = particles
+    noisy = images + 0.3 * images.std() * torch.randn(images.shape,
+                                                      generator=torch.Generator().manual_seed(8))
+    power = fft2_centered(noisy.double()).abs().pow(2).mean(0)
+    shells = shell_index(BOX, 2)
+    inside = shells <= BOX // 2
+    shell_power = torch.zeros(BOX // 2 + 1, dtype=torch.float64).index_add_(
+        0, shells[inside], power[inside]) / torch.bincount(shells[inside]).double()
+    kwargs = dict(grid_step_deg=30.0, refine_rounds=1)
+    default = estimate_orientations(noisy, volume, pixel, 4 * pixel, ctf, shifts, **kwargs)
+    given = estimate_orientations(noisy, volume, pixel, 4 * pixel, ctf, shifts,
+                                  shell_noise=shell_power, **kwargs)
+    # Same poses (float32 rotations: arccos resolves ≈ 0.03°); scores within the few per
+    # cent by which the band's edge shell, averaged over the band's pixels only, differs.
+    same = angular_distance_deg(default.rotations, given.rotations) < 0.1
+    assert float(same.double().mean()) >= 0.95
+    assert torch.allclose(default.scores[same], given.scores[same], rtol=0.05)
+    flat = estimate_orientations(noisy, volume, pixel, 4 * pixel, ctf, shifts,
+                                 shell_noise=torch.ones(BOX // 2 + 1), **kwargs)
+    assert not torch.allclose(default.scores, flat.scores, rtol=0.5)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from cryodiff.fourier import fft2_centered, ifft2_centered, radius_grid
 from cryodiff.geometry import random_rotations
 from cryodiff.noise import (BeltGeometry, coloured_noise, draw_belt_blobs,
                             exponential_spectrum, power_law_spectrum, project_blobs,

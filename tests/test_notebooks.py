@@ -7,7 +7,6 @@ recorded in ``run_dir/NN_name.json``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

@@ -16,12 +16,45 @@ from pathlib import Path
 from cryodiff.errors import CryodiffError
 
 REQUIRED_KEYS = ("method", "map", "snr", "psnr", "ssim", "fsc_0143_A", "status")
+NUMBER_KEYS = ("psnr", "ssim", "fsc_0143_A", "fsc_0143_A_pose_search", "median_pose_error_deg",
+               "n_test_2d")
+# A median pose error above this (degrees) is close to random (126° on average): not a winner.
+NEAR_RANDOM_DEG = 90.0
 
 
 def results_file(path: str | os.PathLike) -> Path:
     """``path`` itself, or the ``results.json`` inside it when it is a run folder."""
     path = Path(path)
     return path / "results.json" if path.is_dir() else path
+
+
+def _snr_key(snr: float) -> float:
+    """SNRs equal to 6 significant digits are one column."""
+    return float(f"{snr:.6g}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_row(row, index: int, path: Path) -> None:
+    """One-line :class:`CryodiffError` for a row a benchmark cannot have written."""
+    where = f"row {index}"
+    if not isinstance(row, dict):
+        raise CryodiffError(f"{where} is not an object", path=path)
+    missing = [key for key in REQUIRED_KEYS if key not in row]
+    if missing:
+        raise CryodiffError(f"{where} lacks {', '.join(missing)}", path=path)
+    for key in ("method", "map", "status"):
+        if not isinstance(row[key], str):
+            raise CryodiffError(f"{where}: {key} must be text, got {row[key]!r}", path=path)
+    if not _is_number(row["snr"]) or not row["snr"] > 0:
+        raise CryodiffError(f"{where}: snr must be a positive number, got {row['snr']!r}",
+                            path=path)
+    for key in NUMBER_KEYS:
+        if row.get(key) is not None and not _is_number(row[key]):
+            raise CryodiffError(f"{where}: {key} must be a number or null, got {row[key]!r}",
+                                path=path)
 
 
 def load_rows(paths: list[str | os.PathLike]) -> list[dict]:
@@ -41,14 +74,14 @@ def load_rows(paths: list[str | os.PathLike]) -> list[dict]:
             loaded = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise CryodiffError(f"not valid JSON ({error})", path=path) from None
-        if not isinstance(loaded, list) or not all(isinstance(r, dict) for r in loaded):
+        if not isinstance(loaded, list):
             raise CryodiffError("not a benchmark results.json (expected a list of rows)",
                                 path=path)
-        for row in loaded:
-            missing = [key for key in REQUIRED_KEYS if key not in row]
-            if missing:
-                raise CryodiffError(f"a row lacks {', '.join(missing)}", path=path)
-            key = (row["method"], row["map"], float(row["snr"]))
+        if not loaded:
+            raise CryodiffError("holds no rows", path=path)
+        for index, row in enumerate(loaded):
+            _check_row(row, index, path)
+            key = (row["method"], row["map"], _snr_key(row["snr"]))
             if key in seen:
                 raise CryodiffError(f"{row['method']} on {row['map']} at SNR {row['snr']:g} is "
                                     f"also in {seen[key]}", path=path)
@@ -61,25 +94,42 @@ def _cell(value, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _comparable_2d(rows: list[dict]) -> set[int]:
-    """Ids of the rows scored on the condition's full 2D test set (others used fewer images)."""
-    full = max((r["n_test_2d"] or 0 for r in rows if r["psnr"] is not None), default=0)
-    return {id(r) for r in rows if r["psnr"] is not None and (r.get("n_test_2d") or 0) == full}
+def _full_2d_count(rows: list[dict]) -> int | None:
+    """Test-set size of the condition's 2D scores: the most images any measured row used."""
+    return max((r["n_test_2d"] for r in rows if r["status"] == "ok" and r["psnr"] is not None
+                and r.get("n_test_2d") is not None), default=None)
 
 
-def _winners(rows: list[dict]) -> dict[tuple[str, str], str]:
-    """(key, method) of the best scored method per metric, reference rows excluded."""
+def _ranked_2d(row: dict, full: int | None) -> bool:
+    return row["status"] == "ok" and row["psnr"] is not None and row["method"] != "noisy" \
+        and row.get("n_test_2d") == full
+
+
+# metric -> (digits shown, whether larger is better)
+SHOWN = {"psnr": (2, True), "ssim": (3, True), "fsc_0143_A": (1, False),
+         "median_pose_error_deg": (1, False)}
+
+
+def winners(rows: list[dict]) -> dict[str, set[str]]:
+    """The best methods of one condition per metric (all of them when tied as shown).
+
+    PSNR and SSIM rank the denoisers scored on the full 2D test set; 3D at known poses ranks
+    every measured method, the raw particles included (the clean row is the reference); the
+    pose error does too, but names no winner when every method is near random.
+    """
+    full = _full_2d_count(rows)
     measured = [r for r in rows if r["status"] == "ok"]
-    full_2d = _comparable_2d(measured)
-    best: dict[tuple[str, str], str] = {}
-    for key, pick, pool in (
-            ("psnr", max, [r for r in measured if id(r) in full_2d and r["method"] != "noisy"]),
-            ("ssim", max, [r for r in measured if id(r) in full_2d and r["method"] != "noisy"]),
-            ("fsc_0143_A", min, measured),
-            ("median_pose_error_deg", min, measured)):
-        scored = [r for r in pool if r.get(key) is not None]
-        if scored:
-            best[key] = pick(scored, key=lambda r: r[key])["method"]
+    best: dict[str, set[str]] = {}
+    for key, (digits, larger) in SHOWN.items():
+        pool = [r for r in measured if r.get(key) is not None
+                and (key not in ("psnr", "ssim") or _ranked_2d(r, full))]
+        if not pool:
+            continue
+        shown = {r["method"]: round(r[key], digits) for r in pool}
+        top = max(shown.values()) if larger else min(shown.values())
+        if key == "median_pose_error_deg" and top > NEAR_RANDOM_DEG:
+            continue
+        best[key] = {method for method, value in shown.items() if value == top}
     return best
 
 
@@ -90,12 +140,12 @@ def _bold(text: str, on: bool) -> str:
 def map_tables(rows: list[dict], map_name: str) -> str:
     """Markdown for one map: 2D, 3D at known poses, 3D at searched poses, SNRs as columns."""
     mine = [r for r in rows if r["map"] == map_name]
-    snrs = sorted({float(r["snr"]) for r in mine}, reverse=True)
+    snrs = sorted({_snr_key(r["snr"]) for r in mine}, reverse=True)
     methods = list(dict.fromkeys(r["method"] for r in mine))
-    by_key = {(r["method"], float(r["snr"])): r for r in mine}
-    winners = {snr: _winners([r for r in mine if float(r["snr"]) == snr]) for snr in snrs}
-    comparable = {snr: _comparable_2d([r for r in mine if float(r["snr"]) == snr])
-                  for snr in snrs}
+    by_key = {(r["method"], _snr_key(r["snr"])): r for r in mine}
+    condition = {snr: [r for r in mine if _snr_key(r["snr"]) == snr] for snr in snrs}
+    won = {snr: winners(condition[snr]) for snr in snrs}
+    full = {snr: _full_2d_count(condition[snr]) for snr in snrs}
     head = "| method | " + " | ".join(f"SNR {snr:g}" for snr in snrs) + " |"
     rule = "|---|" + "---|" * len(snrs)
 
@@ -107,39 +157,39 @@ def map_tables(rows: list[dict], map_name: str) -> str:
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
         return lines
 
+    def shown(row, key: str, snr: float) -> str:
+        return _bold(_cell(row.get(key), SHOWN[key][0]), row["method"] in won[snr].get(key, ()))
+
     def quality(row, snr) -> str:
         if row is None or row["psnr"] is None:
             return "—"
-        won = winners[snr]
-        text = (_bold(_cell(row["psnr"], 2), won.get("psnr") == row["method"]) + " / "
-                + _bold(_cell(row["ssim"], 3), won.get("ssim") == row["method"]))
-        if id(row) not in comparable[snr]:
+        text = shown(row, "psnr", snr) + " / " + shown(row, "ssim", snr)
+        if row.get("n_test_2d") is not None and row["n_test_2d"] != full[snr]:
             text += f" ({row['n_test_2d']} images)"
         return text
 
     def known(row, snr) -> str:
-        if row is None:
-            return "—"
-        return _bold(_cell(row["fsc_0143_A"], 1),
-                     winners[snr].get("fsc_0143_A") == row["method"])
+        return "—" if row is None else shown(row, "fsc_0143_A", snr)
 
     def searched(row, snr) -> str:
         if row is None or row.get("median_pose_error_deg") is None:
             return "—"
-        return (_bold(_cell(row["median_pose_error_deg"], 1),
-                      winners[snr].get("median_pose_error_deg") == row["method"])
-                + " / " + _cell(row.get("fsc_0143_A_pose_search"), 1))
+        return (shown(row, "median_pose_error_deg", snr) + " / "
+                + _cell(row.get("fsc_0143_A_pose_search"), 1))
 
     parts = [f"### {map_name}", "",
              "2D: PSNR (dB) / SSIM against the clean target (best of each column in bold; "
              "rows scored on fewer images say how many and are not ranked).", "",
              head, rule, *body(quality), "",
              "3D at known poses: FSC-0.143 against the true map (Å; best method in bold, "
-             "raw particles included; the clean row is the reference).", "", head, rule, *body(known)]
+             "raw particles included; the clean row is the reference).", "", head, rule,
+             *body(known)]
     searched_lines = body(searched)
     if searched_lines:
-        parts += ["", "3D at searched poses: median pose error (°; lowest in bold, a random "
-                  "orientation is 126° off on average) / FSC-0.143 (Å).", "", head, rule, *searched_lines]
+        parts += ["", "3D at searched poses: median pose error (°) / FSC-0.143 (Å). The "
+                  f"lowest error is in bold unless every method is above {NEAR_RANDOM_DEG:g}°, "
+                  "close to random (126° on average); there the FSC is reference bias.", "",
+                  head, rule, *searched_lines]
     return "\n".join(parts)
 
 

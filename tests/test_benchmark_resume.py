@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def test_an_interrupted_sr3_training_continues_from_its_checkpoint(tmp_path, mon
     real_preset = bench_methods.get_preset
     monkeypatch.setattr(bench_methods, "get_preset",
                         lambda name: dataclasses.replace(real_preset(name), checkpoint_every=4,
-                                                         val_every=4))
+                                                         val_every=4, log_every=1))
     config = dataclasses.replace(SMALL, methods=("sr3",), methods_3d=("sr3",))
     condition = make_condition("phantom", 0.1, config)
     train_config = bench_methods.train_config_for(config, condition)
@@ -71,11 +72,17 @@ def test_an_interrupted_sr3_training_continues_from_its_checkpoint(tmp_path, mon
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train", spy)
-    denoiser, _ = bench_methods.train_sr3(condition, config, run_dir, progress=False)
+    denoiser, seconds = bench_methods.train_sr3(condition, config, run_dir, progress=False)
     assert calls == [True]
+    # The time reported covers the steps trained before the interruption too.
+    recorded = json.loads((run_dir / "train_seconds.json").read_text())
+    before = [r for r in json.loads((run_dir / "metrics.json").read_text()) if r["step"] == 4]
+    assert recorded["sr3_training_s"] > before[0]["elapsed_s"] > 0
+    assert seconds == pytest.approx(recorded["sr3_training_s"] + recorded["postprocessor_s"])
     final = load_checkpoint(latest_checkpoint(run_dir))
     assert int(final["step"]) == 8 and final.get("postprocess") is not None
     assert denoiser.postprocessor is not None
-    # finished: a third call trains nothing
-    bench_methods.train_sr3(condition, config, run_dir, progress=False)
+    # finished: a third call trains nothing and reports the recorded training time
+    _, again = bench_methods.train_sr3(condition, config, run_dir, progress=False)
     assert calls == [True]
+    assert again == pytest.approx(seconds)

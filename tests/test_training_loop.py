@@ -35,6 +35,11 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
         assert torch.equal(a, b)
     # The losses change from step to step, so equality above is not trivially true.
     assert len(set(_losses(tmp_path / "full"))) == 6
+    # Training time goes on across the resume instead of starting again from zero.
+    rows = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    elapsed = [row["elapsed_s"] for row in rows]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(later > earlier for earlier, later in zip(elapsed, elapsed[1:]))
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):

@@ -29,7 +29,7 @@ from cryodiff.baselines.base import DenoisingData
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import SLOW_METHODS, BenchmarkConfig
 from cryodiff.errors import CryodiffError
-from cryodiff.io.atomic import atomic_path
+from cryodiff.io.atomic import atomic_path, write_json_atomic
 from cryodiff.training.config import TrainConfig, get_preset, with_overrides
 
 TRAINED_BASELINES = ("noise2noise", "supervised")
@@ -168,6 +168,13 @@ def noisy_output(condition: Condition) -> MethodOutput:
                         note="raw particles")
 
 
+def _sr3_training_seconds(run_dir: Path) -> float:
+    """SR3 training time recorded in the run's metrics (summed over resumed sessions)."""
+    metrics = run_dir / "metrics.json"
+    rows = json.loads(metrics.read_text()) if metrics.is_file() else []
+    return float(rows[-1]["elapsed_s"]) if rows else 0.0
+
+
 def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
               progress: bool = True):
     """Train SR3 and its post-processor on the condition (or reuse a finished identical run,
@@ -175,7 +182,8 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
 
     The run sees the training and validation splits (its own ``n_val`` pairs set aside for
     validation), i.e. as many training pairs as the other trained methods.
-    Returns ``(Denoiser, train_seconds)`` (seconds spent in this call).
+    Returns ``(Denoiser, train_seconds)``: SR3's training time over every session that
+    trained it plus the post-processor's, as recorded in ``RUN/train_seconds.json``.
     """
     from cryodiff.denoise import load_denoiser
     from cryodiff.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -186,22 +194,27 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
     train_config = train_config_for(config, condition)
     device = select_device(config.device, verbose=False)
     latest, trained_steps = latest_checkpoint(run_dir), 0
+    seconds_file = run_dir / "train_seconds.json"
     if latest is not None:
         state = load_checkpoint(latest)
         if TrainConfig.from_json(state["config"]) != train_config:
             shutil.rmtree(run_dir)  # another run's training: start afresh
         elif state.get("postprocess") is not None and int(state["step"]) == train_config.steps:
-            return load_denoiser(latest, device), 0.0
+            recorded = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
+            return load_denoiser(latest, device), float(sum(recorded.values()))
         else:
             trained_steps = int(state["step"])
     data = PairedStackData(torch.cat([condition.train.noisy, condition.val.noisy]),
                            torch.cat([condition.train.clean_ctf, condition.val.clean_ctf]),
                            train_config)
-    start = time.perf_counter()
     if trained_steps < train_config.steps:  # fresh, or continue an interrupted run
         train(train_config, run_dir, data, resume=trained_steps > 0, progress=progress)
+    start = time.perf_counter()
     train_postprocessor(run_dir, data, device=str(device), progress=progress)
-    return load_denoiser(run_dir, device), time.perf_counter() - start
+    seconds = {"sr3_training_s": _sr3_training_seconds(run_dir),
+               "postprocessor_s": time.perf_counter() - start}
+    write_json_atomic(seconds_file, seconds)
+    return load_denoiser(run_dir, device), float(sum(seconds.values()))
 
 
 def load_sr3(checkpoint, device: str = "auto"):

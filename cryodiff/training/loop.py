@@ -228,6 +228,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=config.steps, initial=start, disable=not (progress and ctx.is_main),
                desc="training", unit="step", dynamic_ncols=True)
+    # elapsed_s counts training time across resumes: it goes on from the last kept row.
+    elapsed_before = float(rows[-1]["elapsed_s"]) if rows else 0.0
     window_loss, window_steps, window_start, t0 = 0.0, 0, time.perf_counter(), time.perf_counter()
     last_checkpoint = None
     model.train()
@@ -263,7 +265,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
             row = {"step": done, "loss": float(mean_loss), "lr": _lr_at(step, config),
                    "images_per_s": window_steps * config.batch_size * ctx.world
                    / max(now - window_start, 1e-9),
-                   "elapsed_s": now - t0}
+                   "elapsed_s": elapsed_before + now - t0}
             if ctx.is_main and (done % config.val_every == 0 or done == config.steps):
                 row |= validate(ema, data, normalisation, config, device)
             bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.1f}")

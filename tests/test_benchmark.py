@@ -74,6 +74,38 @@ def test_clean_beats_noisy_in_3d_and_noisy_has_lowest_psnr(tiny_run):
 
 
 @pytest.mark.slow
+def test_paired_psnr_differences_from_the_best_denoiser(tiny_run):
+    _, rows = tiny_run
+    by = {row["method"]: row for row in rows}
+    best = max((r for r in rows if r["status"] == "ok" and r["method"] != "noisy"
+                and r["psnr"] is not None), key=lambda r: r["psnr"])
+    assert best["psnr_vs_best_db"] == 0.0 and best["psnr_vs_best_sem"] == 0.0
+    for method in ("noisy", "lowpass", "wiener", "supervised"):
+        row = by[method]
+        # paired over the same images, the mean difference is the difference of the means
+        assert row["psnr_vs_best_db"] == pytest.approx(row["psnr"] - best["psnr"], abs=1e-9)
+        if row is not best:
+            assert row["psnr_vs_best_sem"] > 0
+    assert by["noisy"]["psnr_vs_best_db"] < -5 * by["noisy"]["psnr_vs_best_sem"]
+    assert by["clean"]["psnr_vs_best_db"] is None and by["topaz"]["psnr_vs_best_db"] is None
+
+
+def test_paired_difference_removes_the_spread_between_particles():
+    from cryodiff.benchmark.evaluate import paired_psnr_difference
+
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(64, 16, 16, generator=gen)
+    # particles differ a lot in difficulty (noise level), the two methods differ little
+    level = torch.logspace(-1.5, 0, 64)[:, None, None]
+    noise = torch.randn(64, 16, 16, generator=gen)
+    worse, better = target + 1.1 * level * noise, target + level * noise
+    mean, sem = paired_psnr_difference(worse, better, target)
+    assert mean == pytest.approx(-20 * math.log10(1.1), abs=1e-6)
+    assert sem < 1e-6  # the same factor on every particle: no spread left after pairing
+    assert paired_psnr_difference(worse[:1], better[:1], target[:1])[1] is None
+
+
+@pytest.mark.slow
 def test_pose_search_rows(tiny_run):
     _, rows = tiny_run
     by = {row["method"]: row for row in rows}

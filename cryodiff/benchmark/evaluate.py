@@ -35,6 +35,21 @@ def metrics_2d(images: torch.Tensor, target: torch.Tensor, pixel_size_A: float) 
             "frc_0143": frc_result(images, target, pixel_size_A).resolution_0143_A}
 
 
+def paired_psnr_difference(images: torch.Tensor, other: torch.Tensor, target: torch.Tensor,
+                           ) -> tuple[float, float | None]:
+    """Mean and standard error (dB) of ``PSNR(images) − PSNR(other)`` per image, same targets.
+
+    Pairing image by image removes the spread between particles (some are easier than
+    others) that dominates an unpaired comparison of two mean PSNRs. The standard error is
+    ``None`` for fewer than two images.
+    """
+    target = target.double()
+    difference = psnr(images.double(), target) - psnr(other.double(), target)
+    n = difference.numel()
+    sem = float(difference.std() / math.sqrt(n)) if n > 1 else None
+    return float(difference.mean()), sem
+
+
 def reconstruct_split(images: torch.Tensor, split: Split, pixel_size_A: float,
                       use_ctf: bool = True, rotations: torch.Tensor | None = None) -> torch.Tensor:
     """Map ``(L, L, L)`` from the first ``len(images)`` particles of ``split``, at their known

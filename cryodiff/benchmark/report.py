@@ -51,14 +51,24 @@ def _fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
+def _vs_best(row: dict) -> str:
+    """``−0.11 ± 0.04``: the row's paired PSNR difference from the best denoiser."""
+    if row.get("psnr_vs_best_db") is None:
+        return "—"
+    if not row.get("psnr_vs_best_sem"):
+        return _fmt(row["psnr_vs_best_db"])
+    return f"{row['psnr_vs_best_db']:.2f} ± {row['psnr_vs_best_sem']:.2f}"
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table of one condition's rows."""
-    head = ("| method | PSNR (dB) | ΔPSNR vs noisy | SSIM | FRC-0.143 (Å) | s / image | "
-            "FSC-0.143 (Å) | FSC-0.5 (Å) | FSC-0.143, pose search (Å) | pose error (°) | "
-            "n 2D | n 3D | status |")
-    lines = [head, "|" + "---|" * 13]
+    head = ("| method | PSNR (dB) | ΔPSNR vs noisy | ΔPSNR vs best, paired (dB) | SSIM | "
+            "FRC-0.143 (Å) | s / image | FSC-0.143 (Å) | FSC-0.5 (Å) | "
+            "FSC-0.143, pose search (Å) | pose error (°) | n 2D | n 3D | status |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(f"| {r['method']} | {_fmt(r['psnr'])} | {_fmt(r['psnr_gain_db'])} | "
+                     f"{_vs_best(r)} | "
                      f"{_fmt(r['ssim'], 3)} | {_fmt(r['frc_0143'], 1)} | "
                      f"{_fmt(r['seconds_per_image'], 4)} | {_fmt(r['fsc_0143_A'], 1)} | "
                      f"{_fmt(r['fsc_05_A'], 1)} | {_fmt(r.get('fsc_0143_A_pose_search'), 1)} | "
@@ -91,6 +101,9 @@ def verdict(rows: list[dict], main: str) -> str:
         text = f"best {label}: **{winner['method']}** ({_fmt(winner[key], 3)})"
         if mine is not None and mine is not winner:
             text += f"; {main} {_fmt(mine[key], 3)}"
+            if key == "psnr" and mine.get("psnr_vs_best_sem") is not None:
+                text += (f" ({mine['psnr_vs_best_db']:+.3f} ± {mine['psnr_vs_best_sem']:.3f} dB, "
+                         f"paired over {mine['n_test_2d']} images)")
         if key in in_3d and noisy is not None and noisy.get(key) is not None:
             text += f"; raw particles {_fmt(noisy[key], 3)}"
             if noisy[key] < winner[key]:
@@ -255,7 +268,10 @@ def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | No
           f"training): train {config.n_train}, validation {config.n_val}, test "
           f"{config.n_test_3d}. 2D metrics use the first {config.n_test_2d} test particles "
           f"(slow methods — BM3D, SR3 above {config.slow_step_threshold} steps — the first "
-          f"{config.n_test_slow}); ΔPSNR is against the noisy input on the same particles.",
+          f"{config.n_test_slow}); ΔPSNR is against the noisy input on the same particles. "
+          "'ΔPSNR vs best' is each row's PSNR minus the best denoiser's, per image, ± its "
+          "standard error over the images: a gap within about two standard errors is not "
+          "resolved by this test set.",
           f"- 3D: methods {', '.join(config.methods_3d)} (SR3 at {config.sr3_fast_steps} "
           f"steps) denoise all {config.n_test_3d} test particles, which are reconstructed "
           "with known poses, shifts and CTFs (the outputs still carry the CTF: the target "

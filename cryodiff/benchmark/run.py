@@ -17,6 +17,7 @@ import torch
 from cryodiff.benchmark.conditions import Condition, make_condition
 from cryodiff.benchmark.config import BASELINE_METHODS, BenchmarkConfig
 from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, metrics_2d,
+                                         paired_psnr_difference,
                                          reconstruct_split, reconstruct_with_pose_search)
 from cryodiff.benchmark.methods import (MethodOutput, noisy_output, run_baseline, run_sr3,
                                         train_sr3)
@@ -42,7 +43,8 @@ def _row(output: MethodOutput, condition: Condition) -> dict:
             "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
             "seconds_per_image": finite_or_none(output.seconds_per_image),
             "fsc_0143_A": None, "fsc_05_A": None, "fsc_0143_A_pose_search": None,
-            "median_pose_error_deg": None, "psnr_gain_db": None, "n_test_2d": None,
+            "median_pose_error_deg": None, "psnr_gain_db": None, "psnr_vs_best_db": None,
+            "psnr_vs_best_sem": None, "n_test_2d": None,
             "n_test_3d": None, "fit_seconds": finite_or_none(output.fit_seconds),
             "status": output.status, "note": output.note}
 
@@ -75,7 +77,8 @@ def score(result: ConditionResult, config: BenchmarkConfig,
                  "fsc_0143_A": result.fsc_curves["clean"].resolution_0143_A,
                  "fsc_05_A": result.fsc_curves["clean"].resolution_05_A,
                  "fsc_0143_A_pose_search": None, "median_pose_error_deg": None,
-                 "psnr_gain_db": None, "n_test_2d": None, "n_test_3d": len(test),
+                 "psnr_gain_db": None, "psnr_vs_best_db": None, "psnr_vs_best_sem": None,
+                 "n_test_2d": None, "n_test_3d": len(test),
                  "fit_seconds": None, "status": "reference",
                  "note": "the clean target itself (upper bound for any denoiser in 3D)"}
     reference |= _pose_search(result, "clean", test.clean_ctf, config)
@@ -101,6 +104,25 @@ def score(result: ConditionResult, config: BenchmarkConfig,
             result.rows.append(reference)
         log(f"  {output.method:<16} {output.status:<8} PSNR {row['psnr']}  FSC {row['fsc_0143_A']}"
             f"  FSC (pose search) {row['fsc_0143_A_pose_search']}")
+    _compare_with_best(result, config)
+
+
+def _compare_with_best(result: ConditionResult, config: BenchmarkConfig) -> None:
+    """``psnr_vs_best_db`` ± ``psnr_vs_best_sem``: each row's PSNR minus the best denoiser's,
+    paired image by image over the full 2D test set (rows scored on fewer images get none)."""
+    images = {o.method: o.images for o in result.outputs if o.images is not None}
+    full = [r for r in result.rows if r["status"] == "ok" and r["psnr"] is not None
+            and r["n_test_2d"] == min(config.n_test_2d, len(result.condition.test))]
+    denoisers = [r for r in full if r["method"] != "noisy"]
+    if not denoisers:
+        return
+    best = max(denoisers, key=lambda r: r["psnr"])
+    n, target = best["n_test_2d"], result.condition.test.clean_ctf[:best["n_test_2d"]]
+    for row in full:
+        mean, sem = paired_psnr_difference(images[row["method"]][:n], images[best["method"]][:n],
+                                           target)
+        row["psnr_vs_best_db"], row["psnr_vs_best_sem"] = finite_or_none(mean), \
+            finite_or_none(sem)
 
 
 def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,

@@ -200,7 +200,8 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
         if TrainConfig.from_json(state["config"]) != train_config:
             shutil.rmtree(run_dir)  # another run's training: start afresh
         elif state.get("postprocess") is not None and int(state["step"]) == train_config.steps:
-            recorded = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
+            recorded = json.loads(seconds_file.read_text()) if seconds_file.is_file() \
+                else {"sr3_training_s": _sr3_training_seconds(run_dir)}  # an older run
             return load_denoiser(latest, device), float(sum(recorded.values()))
         else:
             trained_steps = int(state["step"])

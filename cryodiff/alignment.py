@@ -94,21 +94,23 @@ def _band(box: int, pixel_size_A: float, max_resolution_A: float,
     return index, shell_index(box, 2).reshape(-1)[index]
 
 
+def _mean_per_shell(values: torch.Tensor, shells: torch.Tensor, box: int) -> torch.Tensor:
+    """Mean ``(L//2 + 1,)`` of pixel values ``(P,)`` grouped by their shells ``(P,)`` (0 where
+    a shell has no pixel)."""
+    total = torch.zeros(box // 2 + 1, dtype=torch.float64).index_add_(0, shells, values.double())
+    return total / torch.bincount(shells, minlength=box // 2 + 1).double().clamp(min=1)
+
+
 def _shell_mean(values: torch.Tensor, box: int) -> torch.Tensor:
     """Mean ``(L//2 + 1,)`` of ``values`` ``(N, L, L)`` over images and shells ``round(|k|)``."""
     shells = shell_index(box, 2).reshape(-1)
     inside = shells <= box // 2
-    total = torch.zeros(box // 2 + 1, dtype=torch.float64).index_add_(
-        0, shells[inside], values.double().mean(0).reshape(-1)[inside])
-    count = torch.bincount(shells[inside], minlength=box // 2 + 1).double()
-    return total / count.clamp(min=1)
+    return _mean_per_shell(values.double().mean(0).reshape(-1)[inside], shells[inside], box)
 
 
 def _band_shell_power(spectra: torch.Tensor, shells: torch.Tensor, box: int) -> torch.Tensor:
     """Mean power ``(L//2 + 1,)`` per shell of band values ``(N, K)`` (0 outside the band)."""
-    total = torch.zeros(box // 2 + 1, dtype=torch.float64).index_add_(
-        0, shells, spectra.abs().pow(2).double().mean(0))
-    return total / torch.bincount(shells, minlength=box // 2 + 1).double().clamp(min=1)
+    return _mean_per_shell(spectra.abs().pow(2).double().mean(0), shells, box)
 
 
 def shell_transfer_and_noise(images: torch.Tensor, targets: torch.Tensor,

@@ -10,17 +10,56 @@
 # ≈ 200 training img/s each against 229 for one alone), so the conditions finish together in
 # about the time of one. Each process gets THREADS CPU threads (default 2). A map without a
 # pixel size in its header is read at PIXEL_SIZE Å (default 2.0, as in docs/benchmarks.md).
+#
+# SPLIT=1 first trains each condition's three networks (Noise2Noise, supervised U-Net,
+# SR3 + post-processor) in three one-thread processes of their own, into
+# OUT/train_<map>_<snr>_<method>/ (no pose search), then copies them into
+# OUT/<map>_<snr>/work/ and runs the full benchmark there, which reuses them instead of
+# training one after the other. Their training times (`fit_seconds`) are the ones measured
+# in those processes.
 set -euo pipefail
 preset=$1 device=$2 out=$3; shift 3
 snrs=${SNRS:-"0.1 0.05 0.01"} threads=${THREADS:-2} pixel=${PIXEL_SIZE:-2.0}
+methods="lowpass wiener bm3d topaz noise2noise supervised cwf sr3"
 mkdir -p "$out"
+
+benchmark() {  # LOG THREADS ARG...: one benchmark process in the background
+  local log=$1 n=$2; shift 2
+  OMP_NUM_THREADS=$n MKL_NUM_THREADS=$n cryodiff benchmark --preset "$preset" \
+    --device "$device" --no-progress "$@" > "$log" 2>&1 &
+}
+all_but() { local m; for m in $methods; do [ "$m" != "$1" ] && printf '%s ' "$m"; done; }
+
+if [ "${SPLIT:-0}" = 1 ]; then
+  for map in "$@"; do
+    name=$(basename "$map" .mrc)
+    extra=(); [ "$map" != phantom ] && extra=(--pixel-size "$pixel")
+    for snr in $snrs; do
+      for method in noise2noise supervised sr3; do
+        run=$out/train_${name}_${snr}_$method
+        # shellcheck disable=SC2046  # the method names are single words
+        benchmark "$run.log" 1 --map "$map" "${extra[@]}" --snr "$snr" --no-pose-search \
+          --skip $(all_but "$method") --out "$run"
+      done
+    done
+  done
+  wait
+  for map in "$@"; do
+    name=$(basename "$map" .mrc)
+    for snr in $snrs; do
+      work=$out/${name}_$snr/work
+      mkdir -p "$work/baselines"
+      cp "$out/train_${name}_${snr}"_{noise2noise,supervised}/work/baselines/*.pt "$work/baselines/"
+      cp -r "$out/train_${name}_${snr}_sr3"/work/sr3_* "$work/"
+    done
+  done
+fi
 for map in "$@"; do
   name=$(basename "$map" .mrc)
   extra=(); [ "$map" != phantom ] && extra=(--pixel-size "$pixel")
   for snr in $snrs; do
-    OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads cryodiff benchmark --preset "$preset" \
-      --map "$map" "${extra[@]}" --snr "$snr" --device "$device" --no-progress \
-      --out "$out/${name}_$snr" > "$out/${name}_$snr.log" 2>&1 &
+    benchmark "$out/${name}_$snr.log" "$threads" --map "$map" "${extra[@]}" --snr "$snr" \
+      --out "$out/${name}_$snr"
   done
 done
 wait

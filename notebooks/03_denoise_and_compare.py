@@ -206,6 +206,12 @@ display(Markdown((out_dir / "results.md").read_text()))
 # * On the real ribosome map (SNR 0.1, same size) the supervised U-Net won both PSNR and SSIM
 #   (23.45 dB / 0.438; SR3 + post-processor 23.08 dB / 0.410), and in 3D the raw particles
 #   reached 4.7 Å against 8.4 Å for the best denoiser.
+# * Over all six `cpu-small` conditions (both maps at SNR 0.1, 0.05 and 0.01; the table is
+#   `benchmarks/results/cpu_small_combined.md`), SR3 + post-processor never had the best
+#   PSNR. It was 0.10–0.25 dB behind the winner, paired per image: the supervised U-Net at SNR
+#   0.1 and 0.05, CWF at 0.01. Its gap shrank as the SNR fell. SR3's 4-sample mean had the best
+#   SSIM on the phantom at every SNR, but not on the ribosome. The raw particles (or Topaz)
+#   won in 3D everywhere.
 #
 # * With *searched* poses (`ci` size, 32², SNR 0.1, 0.05 and 0.01) no denoiser found better
 #   orientations than the raw particles (median error 10.7° raw, 11.5–15.7° for the linear

@@ -208,7 +208,7 @@ display(Markdown((out_dir / "results.md").read_text()))
 #   reached 4.7 Å against 8.4 Å for the best denoiser.
 # * Over all six `cpu-small` conditions (both maps at SNR 0.1, 0.05 and 0.01; the table is
 #   `benchmarks/results/cpu_small_combined.md`), SR3 + post-processor never had the best
-#   PSNR. It was 0.10–0.25 dB behind the winner, paired per image: the supervised U-Net at SNR
+#   PSNR. It was 0.10–0.36 dB behind the winner, paired per image: the supervised U-Net at SNR
 #   0.1 and 0.05, CWF at 0.01. Its gap shrank as the SNR fell. SR3's 4-sample mean had the best
 #   SSIM on the phantom at every SNR, but not on the ribosome. The raw particles (or Topaz)
 #   won in 3D everywhere.

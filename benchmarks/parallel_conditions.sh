@@ -20,7 +20,6 @@
 set -euo pipefail
 preset=$1 device=$2 out=$3; shift 3
 snrs=${SNRS:-"0.1 0.05 0.01"} threads=${THREADS:-2} pixel=${PIXEL_SIZE:-2.0}
-methods="lowpass wiener bm3d topaz noise2noise supervised cwf sr3"
 mkdir -p "$out"
 
 benchmark() {  # LOG THREADS ARG...: one benchmark process in the background
@@ -28,7 +27,6 @@ benchmark() {  # LOG THREADS ARG...: one benchmark process in the background
   OMP_NUM_THREADS=$n MKL_NUM_THREADS=$n cryodiff benchmark --preset "$preset" \
     --device "$device" --no-progress "$@" > "$log" 2>&1 &
 }
-all_but() { local m; for m in $methods; do [ "$m" != "$1" ] && printf '%s ' "$m"; done; }
 
 if [ "${SPLIT:-0}" = 1 ]; then
   for map in "$@"; do
@@ -37,27 +35,23 @@ if [ "${SPLIT:-0}" = 1 ]; then
     for snr in $snrs; do
       for method in noise2noise supervised sr3; do
         run=$out/train_${name}_${snr}_$method
-        # shellcheck disable=SC2046  # the method names are single words
         benchmark "$run.log" 1 --map "$map" "${extra[@]}" --snr "$snr" --no-pose-search \
-          --skip $(all_but "$method") --out "$run"
+          --only "$method" --out "$run"
       done
     done
   done
   wait
-  for map in "$@"; do
-    name=$(basename "$map" .mrc)
-    for snr in $snrs; do
-      work=$out/${name}_$snr/work
-      mkdir -p "$work/baselines"
-      cp "$out/train_${name}_${snr}"_{noise2noise,supervised}/work/baselines/*.pt "$work/baselines/"
-      cp -r "$out/train_${name}_${snr}_sr3"/work/sr3_* "$work/"
-    done
-  done
 fi
 for map in "$@"; do
   name=$(basename "$map" .mrc)
   extra=(); [ "$map" != phantom ] && extra=(--pixel-size "$pixel")
   for snr in $snrs; do
+    if [ "${SPLIT:-0}" = 1 ]; then  # the networks trained above, for this run to reuse
+      trained=$out/train_${name}_$snr work=$out/${name}_$snr/work
+      mkdir -p "$work/baselines"
+      cp "${trained}"_{noise2noise,supervised}/work/baselines/*.pt "$work/baselines/"
+      cp -r "${trained}_sr3"/work/sr3_* "$work/"
+    fi
     benchmark "$out/${name}_$snr.log" "$threads" --map "$map" "${extra[@]}" --snr "$snr" \
       --out "$out/${name}_$snr"
   done

@@ -37,6 +37,7 @@ def test_map_that_is_not_an_mrc(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--skip", "magic"], "unknown method(s) for --skip: magic"),
+    (["--only", "sr3", "magic"], "unknown method(s) for --only: magic"),
     (["--snr", "0"], "SNRs must be positive"),
     (["--pixel-size", "-1"], "--pixel-size must be positive"),
     (["--train-steps", "0"], "--train-steps must be positive"),
@@ -61,3 +62,20 @@ def test_pose_search_is_on_by_default_and_can_be_turned_off():
     add_args(parser)
     assert config_from_args(parser.parse_args([])).pose_search is True
     assert config_from_args(parser.parse_args(["--no-pose-search"])).pose_search is False
+
+
+def test_only_runs_the_named_methods_and_excludes_skip():
+    import argparse
+
+    from cryodiff.benchmark.config import ALL_METHODS
+    from cryodiff.cli.benchmark import add_args, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    assert config_from_args(parser.parse_args([])).methods == ALL_METHODS
+    assert config_from_args(parser.parse_args(["--only", "sr3", "wiener"])).methods == (
+        "wiener", "sr3")  # in the preset's order
+    skipped = config_from_args(parser.parse_args(["--skip", "sr3", "wiener"])).methods
+    assert set(skipped) == set(ALL_METHODS) - {"sr3", "wiener"}
+    with pytest.raises(SystemExit):  # argparse: not allowed together
+        parser.parse_args(["--only", "sr3", "--skip", "wiener"])

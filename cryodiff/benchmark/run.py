@@ -38,6 +38,9 @@ class ConditionResult:
     train_seconds: float | None = None
 
 
+NOT_REQUESTED = "not requested (--skip, --only or the preset's method list)"
+
+
 def _row(output: MethodOutput, condition: Condition) -> dict:
     return {"method": output.method, "family": output.family, "map": condition.map_name,
             "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
@@ -136,7 +139,7 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     for name in BASELINE_METHODS:
         if name not in config.methods:
             outputs.append(MethodOutput(name, name, None, status="skipped",
-                                        note="not requested (--skip or the preset's method list)"))
+                                        note=NOT_REQUESTED))
             continue
         start = time.perf_counter()
         outputs.append(run_baseline(name, condition, config, device, work_dir / "baselines"))
@@ -159,7 +162,7 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
         log(f"  sr3 sampled ({time.perf_counter() - start:.0f} s)")
     else:
         outputs.append(MethodOutput("sr3+pp", "sr3+pp", None, status="skipped",
-                                    note="not requested (--skip or the preset's method list)"))
+                                    note=NOT_REQUESTED))
     result = ConditionResult(condition, outputs, train_seconds=train_seconds)
     score(result, config, log)
     return result

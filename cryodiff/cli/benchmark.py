@@ -24,8 +24,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "same command again to resume an interrupted run (trained "
                              "networks in DIR/work are reused)")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--skip", nargs="+", default=[], metavar="METHOD",
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--skip", nargs="+", default=[], metavar="METHOD",
                         help="methods to leave out (they appear in the table as skipped)")
+    chosen.add_argument("--only", nargs="+", metavar="METHOD",
+                        help="run only these methods (the others appear as skipped)")
     parser.add_argument("--checkpoint", metavar="RUN|CKPT",
                         help="use this trained SR3 run instead of training one per condition")
     parser.add_argument("--train-steps", type=int, help="optimiser steps of every trained method")
@@ -47,9 +50,10 @@ def config_from_args(args: argparse.Namespace):
     from cryodiff.benchmark.config import ALL_METHODS, get_preset
 
     config = get_preset(args.preset)
-    unknown = sorted(set(args.skip) - set(ALL_METHODS))
+    flag, named = ("--only", args.only) if args.only else ("--skip", args.skip)
+    unknown = sorted(set(named) - set(ALL_METHODS))
     if unknown:
-        raise CryodiffError(f"unknown method(s) for --skip: {', '.join(unknown)} "
+        raise CryodiffError(f"unknown method(s) for {flag}: {', '.join(unknown)} "
                             f"(choose from {', '.join(ALL_METHODS)})")
     for spec in args.map or []:
         if spec != "phantom" and not Path(spec).is_file():
@@ -64,7 +68,8 @@ def config_from_args(args: argparse.Namespace):
                  "train_steps": args.train_steps, "seed": args.seed,
                  "sr3_sampler": args.sampler,
                  "pose_search": False if args.no_pose_search else None,
-                 "methods": tuple(m for m in config.methods if m not in args.skip)}
+                 "methods": tuple(m for m in config.methods
+                                  if (m in args.only if args.only else m not in args.skip))}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config.validate()
     return config

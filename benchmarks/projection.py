@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("CRYODIFF_REFERENCE_DATA", ROOT.parent / "shared" / "data"))
+DATA = Path(os.environ.get("CRYODIFF_REFERENCE_DATA", ROOT / "data"))
 STACKS = {"rln_proj_65": "ribosome70S_65.mrc", "rln_proj_65_centered": "ribosome70S_65.mrc",
           "rln_proj_65_shifted": "ribosome70S_65.mrc",
           "rln_proj_64_centered": "ribosome70S_64_fourier_cropped.mrc",

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("CRYODIFF_REFERENCE_DATA", ROOT.parent / "shared" / "data"))
+DATA = Path(os.environ.get("CRYODIFF_REFERENCE_DATA", ROOT / "data"))
 MAP = DATA / "relion_reference" / "ribosome70S_64_fourier_cropped.mrc"
 PIXEL_A = 2.0
 CRYODIFF = str(Path(sys.executable).with_name("cryodiff"))  # the console script

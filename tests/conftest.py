@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference data in ../shared/data, and a maker of bad MRC files."""
+"""Shared fixtures: the reference data in the repository's data/, and a maker of bad MRC files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 
 def reference_data_dir() -> Path:
-    """``$CRYODIFF_REFERENCE_DATA`` or ``../shared/data`` next to the repository root."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    """``$CRYODIFF_REFERENCE_DATA`` (an override) or the repository's bundled ``data/``."""
+    default = Path(__file__).resolve().parents[1] / "data"
     return Path(os.environ.get("CRYODIFF_REFERENCE_DATA", default))
 
 

@@ -1,6 +1,8 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   -- set up .venv and run every notebook headless into runs/demo
 #   make test   -- set up .venv and run the test suite
+#   make site   -- the course site in site/: executed notebooks (SITE_RUN, reused when it
+#                  already holds them), the docs and the benchmark tables (MkDocs)
 #
 # TORCH selects the torch requirement. Without an NVIDIA driver it pins the CPU build that
 # installs quickly (torch==2.13.0, with the matching torchvision for Topaz); with one, the
@@ -15,10 +17,11 @@ EXTRAS ?= test,peers
 RUN ?= runs/demo
 PRESET ?= ci
 PYTEST_ARGS ?=
+SITE_RUN ?= runs/site
 
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup lab clean
+.PHONY: demo test setup lab site clean
 
 setup: $(VENV)/.installed
 
@@ -39,5 +42,12 @@ lab: setup
 	$(BIN)/python -m pip install -q -e ".[lab]"
 	$(BIN)/jupyter lab notebooks/
 
+site: setup
+	$(BIN)/python -m pip install -q -e ".[site]"
+	ls $(SITE_RUN)/executed/[0-9][0-9]_*.ipynb >/dev/null 2>&1 || \
+		$(BIN)/cryodiff notebooks --preset ci --out $(SITE_RUN)
+	$(BIN)/python -m cryodiff.course.site $(SITE_RUN)/executed build/site-src
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build -q -f mkdocs.yml
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build/site-src site

@@ -6,6 +6,11 @@ holding the EMA weights, the optional post-processing U-Net and the normalisatio
 mean (and the per-pixel standard deviation when several samples are drawn per particle).
 The output is in the units of the training target — with the default ``clean_ctf`` target
 the CTF is still in the images.
+
+Images from elsewhere (real particles, whose grey levels have arbitrary units) are first put
+on the training data's scale: :func:`match_training_scale` maps each image affinely to the
+mean and standard deviation of the training conditions, and the output is mapped back. A
+model is applied only to images of its box and pixel size (:func:`check_particles_fit`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from cryodiff.errors import CryodiffError
 from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.models.unet import SR3UNet
 from cryodiff.sampling import posterior_samples
-from cryodiff.training.checkpoint import load_checkpoint
+from cryodiff.training.checkpoint import load_checkpoint, weights_mismatch
 from cryodiff.training.config import TrainConfig
 from cryodiff.training.data import Normalisation, generator_for
 
@@ -36,6 +41,8 @@ class Denoiser:
     schedule: NoiseSchedule
     config: TrainConfig
     step: int
+    checkpoint: str = ""
+    pixel_size_A: float | None = None  # Å of the training images; None in older checkpoints
 
 
 @dataclass(frozen=True)
@@ -52,20 +59,73 @@ def load_denoiser(checkpoint: str | os.PathLike, device: str | torch.device = "c
     state = load_checkpoint(checkpoint, map_location=device)
     config = TrainConfig.from_json(state["config"])
     model = SR3UNet(config.model)
-    try:
-        model.load_state_dict(state["ema"])
-        postprocessor = None
-        if state.get("postprocess") is not None:
-            postprocessor = PostProcessUNet(config.postprocess)
-            postprocessor.load_state_dict(state["postprocess"])
-    except RuntimeError as error:
-        raise CryodiffError(f"weights do not fit the stored configuration "
-                            f"({str(error).splitlines()[0][:100]})", path=state["path"]) from None
+    postprocessor = None
+    if state.get("postprocess") is not None:
+        postprocessor = PostProcessUNet(config.postprocess)
+    for module, weights in ((model, state["ema"]), (postprocessor, state.get("postprocess"))):
+        if module is None:
+            continue
+        problem = weights_mismatch(module, weights)
+        if problem is not None:
+            raise CryodiffError(f"weights do not fit the stored configuration: {problem}",
+                                path=state["path"])
+        module.load_state_dict(weights)
     model.to(device).eval().requires_grad_(False)
     if postprocessor is not None:
         postprocessor.to(device).eval().requires_grad_(False)
+    pixel_size_A = state.get("pixel_size_A")
     return Denoiser(model, postprocessor, Normalisation.from_dict(state["normalisation"]),
-                    make_schedule(config.schedule, config.timesteps), config, int(state["step"]))
+                    make_schedule(config.schedule, config.timesteps), config, int(state["step"]),
+                    state["path"], None if pixel_size_A is None else float(pixel_size_A))
+
+
+PIXEL_SIZE_TOLERANCE = 5e-3  # relative; headers store float32 and STAR files round
+
+
+def check_particles_fit(denoiser: Denoiser, box: int, pixel_size_A: float | None,
+                        particles: str | os.PathLike | None = None) -> None:
+    """Raise :class:`CryodiffError` (one line naming the checkpoint and both values) unless
+    images of ``box`` pixels at ``pixel_size_A`` Å are what the model was trained on.
+
+    The pixel size is compared (to 0.5 %) when both are known: ``pixel_size_A`` None or not
+    positive (a stack header without one) or a checkpoint that does not record it skips it.
+    """
+    trained_A = denoiser.pixel_size_A
+    same_box = box == denoiser.config.box
+    same_pixel = (trained_A is None or pixel_size_A is None or not pixel_size_A > 0
+                  or abs(pixel_size_A / trained_A - 1) <= PIXEL_SIZE_TOLERANCE)
+    if same_box and same_pixel:
+        return
+    where = f" ({particles})" if particles is not None else ""
+    raise CryodiffError(f"the model was trained on {_size(denoiser.config.box, trained_A)} "
+                        f"images, the particles{where} are {_size(box, pixel_size_A)}; "
+                        f"resample them to the model's box and pixel size first",
+                        path=denoiser.checkpoint)
+
+
+def _size(box: int, pixel_size_A: float | None) -> str:
+    """``64 px at 6.55 Å/px`` (``64 px`` when the pixel size is unknown)."""
+    known = pixel_size_A is not None and pixel_size_A > 0
+    return f"{box} px" + (f" at {pixel_size_A:.4g} Å/px" if known else "")
+
+
+def match_training_scale(images: torch.Tensor, normalisation: Normalisation,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Put each image at the mean and standard deviation of the training conditions.
+
+    ``images (N, L, L)`` in any units → ``(scaled, a, b)`` with ``scaled = a·images + b`` and
+    ``a, b (N, 1, 1)`` chosen per image so that ``scaled`` has mean ``condition_mean`` and std
+    ``condition_std``. An affine change of grey levels maps signal and noise alike, so a
+    denoised ``y'`` in training units is ``(y' − b) / a`` in the input's units (a std: ``/ a``).
+    Per image rather than per stack because real stacks vary in scale from micrograph to
+    micrograph, and a noise-dominated particle's std is mostly its noise level.
+    """
+    x = images.double()
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = x.std(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    a = normalisation.condition_std / std
+    b = normalisation.condition_mean - a * mean
+    return (a * x + b).to(images.dtype), a, b
 
 
 @torch.no_grad()
@@ -110,17 +170,28 @@ def denoise_images(model: torch.nn.Module, images: torch.Tensor, normalisation: 
 
 def denoise_with(denoiser: Denoiser, images: torch.Tensor, *, steps: int = 10,
                  sampler: str = "ddpm", n_samples: int = 1, postprocess: bool = True,
-                 batch_size: int = 64, seed: int = 0, progress: bool = False) -> DenoiseResult:
+                 batch_size: int = 64, seed: int = 0, match_scale: bool = False,
+                 progress: bool = False) -> DenoiseResult:
     """:func:`denoise_images` with a loaded :class:`Denoiser` (post-processor if present
-    and ``postprocess``)."""
-    if images.shape[-1] != denoiser.config.box:
-        # The U-Net is fully convolutional, but a different box changes the scale of features
-        # the model has learnt; say so rather than silently produce poor output.
-        print(f"cryodiff: warning: images are {images.shape[-1]} px, the model was trained "
-              f"on {denoiser.config.box} px")
-    return denoise_images(
+    and ``postprocess``).
+
+    ``match_scale``: the images are not in the training data's units (e.g. real particles):
+    map them there per image (:func:`match_training_scale`) and the results back. The box
+    must be the model's (a fully convolutional U-Net would run, but on features of another
+    scale than it learnt).
+    """
+    check_particles_fit(denoiser, images.shape[-1], None)
+    a = b = None
+    if match_scale:
+        images, a, b = match_training_scale(images, denoiser.normalisation)
+    result = denoise_images(
         denoiser.model, images, denoiser.normalisation, denoiser.schedule, steps=steps,
         sampler=sampler, n_samples=n_samples,
         postprocessor=denoiser.postprocessor if postprocess else None,
         batch_size=batch_size, seed=seed, device=next(denoiser.model.parameters()).device,
         progress=progress)
+    if a is None:
+        return result
+    mean = ((result.mean.double() - b) / a).to(result.mean.dtype)
+    std = None if result.std is None else (result.std.double() / a).to(result.std.dtype)
+    return DenoiseResult(mean, std)

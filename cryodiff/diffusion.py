@@ -177,17 +177,24 @@ def predict_eps_from_y0(y_t: torch.Tensor, y0: torch.Tensor,
 
 def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
                    y0: torch.Tensor, condition: torch.Tensor, schedule: NoiseSchedule,
-                   loss: str = "l1", generator: torch.Generator | None = None) -> torch.Tensor:
+                   loss: str = "l1", generator: torch.Generator | None = None,
+                   shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """SR3 training objective: mean L1 (SR3's choice) or L2 between ε and the model's ε̂.
 
     ``y0`` is the clean target ``(B, 1, L, L)``, ``condition`` the noisy particle; noise
-    levels come from :func:`sample_noise_levels` and ``ε`` from ``generator``.
+    levels come from :func:`sample_noise_levels` and ``ε`` from ``generator``. With
+    ``shard = (rank, world)`` they are drawn for the global batch of ``world · B`` images and
+    this process keeps rows ``rank, rank + world, …``: ``world`` data-parallel processes then
+    draw exactly what one process with the global batch draws.
     """
     if loss not in LOSSES:
         raise CryodiffError(f"unknown diffusion loss {loss!r} (choose from {', '.join(LOSSES)})")
-    sqrt_gamma = sample_noise_levels(schedule, y0.shape[0], generator, device=y0.device)
+    rank, world = shard
+    total = y0.shape[0] * world
+    sqrt_gamma = sample_noise_levels(schedule, total, generator, device=y0.device)[rank::world]
     gen_device = generator.device if generator is not None else y0.device
-    noise = torch.randn(y0.shape, generator=generator, device=gen_device, dtype=y0.dtype)
-    noise = noise.to(y0.device)
+    noise = torch.randn((total, *y0.shape[1:]), generator=generator, device=gen_device,
+                        dtype=y0.dtype)
+    noise = noise[rank::world].to(y0.device)
     eps_hat = model(q_sample(y0, sqrt_gamma, noise), condition, sqrt_gamma)
     return F.l1_loss(eps_hat, noise) if loss == "l1" else F.mse_loss(eps_hat, noise)

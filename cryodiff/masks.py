@@ -26,3 +26,15 @@ def disk_mask(size: int, radius_px: float | None = None, device=None) -> torch.T
     """Boolean particle disk of ``radius_px`` (default: the inscribed circle, L/2 - 1)."""
     radius_px = size / 2 - 1 if radius_px is None else radius_px
     return radius_grid(size, 2, device) <= radius_px
+
+
+def default_support_px(size: int) -> tuple[float, float]:
+    """``(radius_px, edge_px)`` of the default soft spherical support of a ``size³`` map.
+
+    The raised-cosine edge is ``max(2, size / 16)`` pixels wide and ends on the inscribed
+    sphere (radius ``size / 2``), the ball ASPIRE's 3D bases are limited to: for 64³, flat to
+    28 px and zero from 32 px. The box corners, where a Fourier inversion keeps only noise
+    (amplified by the gridding correction), are set to zero.
+    """
+    edge_px = max(2.0, size / 16)
+    return size / 2 - edge_px, edge_px

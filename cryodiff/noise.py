@@ -18,6 +18,7 @@ draw on the CPU and the result moves to ``device``), shapes and dtypes follow th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +63,25 @@ def exponential_spectrum(box: int, decay_cycles_per_px: float = 0.1, device=None
     radius = radius_grid(box, 2, device, dtype) / box
     power = torch.exp(-radius / decay_cycles_per_px)
     return power / power.mean()
+
+
+def radial_spectrum_grid(radial: torch.Tensor | Sequence[float], box: int,
+                         normalise: bool = False) -> torch.Tensor:
+    """A radial power spectrum (rings ``0 … n−1`` cycles/box) on the centred ``(box, box)`` grid.
+
+    Linear interpolation in the radius; beyond the last ring the last value is kept (the
+    corners of the grid). ``normalise`` scales the result to mean 1 (unit-variance noise with
+    :func:`coloured_noise`).
+    """
+    radial = torch.as_tensor(radial, dtype=torch.float64)
+    radius = radius_grid(box, 2, dtype=torch.float64).clamp_max(len(radial) - 1)
+    low = radius.floor().long().clamp_max(len(radial) - 2) if len(radial) > 1 else radius.long()
+    if len(radial) == 1:
+        power = radial[0].expand(box, box).clone()
+    else:
+        frac = radius - low
+        power = radial[low] * (1 - frac) + radial[low + 1] * frac
+    return power / power.mean() if normalise else power
 
 
 def coloured_noise(white: torch.Tensor, power: torch.Tensor,

@@ -23,6 +23,16 @@ PRESET_PARAMETERS: dict[str, dict[str, dict]] = {
         "03_denoise_and_compare": {"n_train": 4096, "n_test_2d": 128, "n_test_3d": 4000,
                                    "train_steps": 4000},
         "04_reconstruct_and_fsc": {"box": 64, "n_particles": 5000},
+        "05_real_particles": {"box": 64, "n_simulated": 4096, "train_preset": "cpu-small",
+                              "train_steps": 4000, "post_train_steps": 800,
+                              "post_n_samples": 1024},
+    },
+    "gpu-medium": {
+        "01_simulate_projections": {"box": 128, "n_particles": 10000},
+        "02_train_diffusion": {"preset": "gpu-medium"},
+        "03_denoise_and_compare": {"n_train": 20000, "n_test_2d": 256, "n_test_3d": 5000,
+                                   "train_steps": 8000, "sr3_steps": [10, 50, 250]},
+        "04_reconstruct_and_fsc": {"box": 128, "n_particles": 10000},
     },
     "gpu-paper": {
         "01_simulate_projections": {"box": 128, "n_particles": 20000},
@@ -32,13 +42,40 @@ PRESET_PARAMETERS: dict[str, dict[str, dict]] = {
                                    "methods": ["lowpass", "wiener", "bm3d", "topaz", "noise2noise",
                                                "supervised", "cwf", "sr3"]},
         "04_reconstruct_and_fsc": {"box": 128, "n_particles": 20000},
+        # The paper's real experiment: first `cryodiff fetch EMD-8511` and
+        # `cryodiff fetch EMPIAR-10081 --particles 2000` (default cache folders below).
+        "05_real_particles": {
+            "star": "~/.cache/cryodiff/EMPIAR-10081/particles_first2000.star",
+            "map_path": "~/.cache/cryodiff/EMD-8511/emd_8511.map", "map_pixel_size_A": None,
+            "particle_diameter_A": 160.0, "box": 128, "n_simulated": 50000,
+            "train_preset": "gpu-paper", "train_steps": 20000, "post_train_steps": 2000,
+            "post_n_samples": 2048, "n_particles": 2000},
     },
 }
 
 
 def notebooks_folder() -> Path:
-    """The repository's ``notebooks/`` folder (next to the package in a source checkout)."""
-    return Path(__file__).resolve().parents[1] / "notebooks"
+    """The tutorial notebooks: a source checkout's ``notebooks/``, else the copy installed with
+    the package (``cryodiff/tutorials/``, put in the wheel by setup.py)."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / "notebooks"
+    if (package.parent / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    if (package / "tutorials").is_dir():
+        return package / "tutorials"
+    raise CryodiffError("no tutorial notebooks: not a source checkout (no notebooks/ beside the "
+                        "package) and none installed with it (cryodiff/tutorials/)", path=package)
+
+
+def resolve_run_dir(run_dir: str | Path, cwd: Path | None = None) -> Path:
+    """A notebook's ``run_dir`` parameter as a path: relative folders are taken from the
+    repository root, also when the kernel runs in ``notebooks/`` (JupyterLab starts it in the
+    notebook's folder), so ``runs/notebooks`` never lands in ``notebooks/runs/``."""
+    run_dir = Path(run_dir)
+    if run_dir.is_absolute():
+        return run_dir
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    return (cwd.parent if cwd.name == "notebooks" else cwd) / run_dir
 
 
 def discover_notebooks(folder: Path | None = None) -> list[Path]:

@@ -9,6 +9,13 @@ memory (:func:`reconstruct`) or from the stacks a STAR file points to
 Gold standard: particles are split at random (seeded) into two halves reconstructed
 independently; the FSC between the two half maps gives the resolution (0.143 threshold), and
 the full map is the sum of both halves' accumulators.
+
+Support: a real-space ``support`` ``(L, L, L)`` (e.g. :func:`spherical_support`, a soft ball
+ending on the inscribed sphere) multiplies the full map, confining it to the particle. A
+Fourier inversion otherwise keeps noise everywhere in the box, worst in the corners where the
+gridding correction amplifies it; a basis limited to a ball (ASPIRE's) has none there. The
+half maps stay unmasked, as RELION writes them: their FSC under the support is corrected for
+the mask (:meth:`Reconstruction.masked_half_map_fsc`).
 """
 
 from __future__ import annotations
@@ -28,28 +35,53 @@ from tqdm.auto import tqdm
 from cryodiff.backprojection import FourierAccumulator, backproject, finalize, new_accumulator
 from cryodiff.ctf import CtfParams, ctf_at_frequencies
 from cryodiff.errors import CryodiffError
-from cryodiff.fsc import FscResult, fsc
+from cryodiff.fsc import FscResult, MaskedFsc, fsc, mask_corrected_fsc
 from cryodiff.geometry import euler_to_matrix
 from cryodiff.io.images import iter_image_batches
 from cryodiff.io.mrc import StackFile
+from cryodiff.masks import default_support_px, soft_round_mask
 from cryodiff.projection import relion_shifts_px
 
 
 @dataclass(frozen=True)
 class Reconstruction:
-    """A reconstructed map ``(L, L, L)`` and, with half maps, the two halves and their FSC."""
+    """A reconstructed map ``(L, L, L)`` and, with half maps, the two halves and their FSC.
+
+    ``volume`` is multiplied by ``support`` when one was given; ``half1``/``half2`` never are.
+    """
 
     volume: torch.Tensor
     pixel_size_A: float
     n_particles: int
     half1: torch.Tensor | None = None
     half2: torch.Tensor | None = None
+    support: torch.Tensor | None = None
 
     def half_map_fsc(self, mask_radius_px: float | None = None) -> FscResult:
         """Gold-standard FSC between the half maps (requires ``half_maps=True``)."""
         if self.half1 is None or self.half2 is None:
             raise ValueError("this reconstruction has no half maps")
         return fsc(self.half1, self.half2, self.pixel_size_A, mask_radius_px)
+
+    def masked_half_map_fsc(self, mask: torch.Tensor | None = None, seed: int = 0) -> MaskedFsc:
+        """Gold-standard FSC under ``mask`` (default: the support), corrected for the mask by
+        high-resolution noise substitution (:func:`cryodiff.fsc.mask_corrected_fsc`)."""
+        if self.half1 is None or self.half2 is None:
+            raise ValueError("this reconstruction has no half maps")
+        mask = self.support if mask is None else mask
+        if mask is None:
+            raise ValueError("no mask given and this reconstruction has no support")
+        return mask_corrected_fsc(self.half1, self.half2, mask, self.pixel_size_A, seed=seed)
+
+
+def spherical_support(box: int, radius_px: float | None = None, edge_px: float | None = None,
+                      device=None, dtype=torch.float32) -> torch.Tensor:
+    """Soft spherical support ``(box,)*3``: 1 inside ``radius_px``, raised-cosine edge of
+    ``edge_px`` pixels; each defaults to :func:`cryodiff.masks.default_support_px` (the ball
+    ending on the inscribed sphere)."""
+    default_radius, default_edge = default_support_px(box)
+    return soft_round_mask(box, 3, default_radius if radius_px is None else radius_px,
+                           default_edge if edge_px is None else edge_px, device, dtype)
 
 
 def resolve_device(device: str | torch.device | None, fallback: torch.device) -> torch.device:
@@ -174,19 +206,26 @@ def _single_stack_batches(particles, batch_size: int
 
 
 def _finish(acc: FourierAccumulator, pixel_size_A: float, n: int,
-            regularization: float) -> Reconstruction:
+            regularization: float, support: torch.Tensor | None) -> Reconstruction:
     volume = finalize(acc, regularization)
+    if support is not None:
+        if support.shape != volume.shape:
+            raise ValueError(f"support {tuple(support.shape)} does not match the map "
+                             f"{tuple(volume.shape)}")
+        support = support.to(volume)
+        volume = volume * support
     if acc.groups == 1:
-        return Reconstruction(volume, pixel_size_A, n)
+        return Reconstruction(volume, pixel_size_A, n, support=support)
     return Reconstruction(volume, pixel_size_A, n, finalize(acc, regularization, group=0),
-                          finalize(acc, regularization, group=1))
+                          finalize(acc, regularization, group=1), support)
 
 
 def reconstruct(images: torch.Tensor, rotations: torch.Tensor, pixel_size_A: float,
                 shifts_px: torch.Tensor | None = None, ctf: CtfParams | None = None, *,
                 half_maps: bool = False, seed: int = 0, batch_size: int = 512,
                 regularization: float = 1e-3, device: str | torch.device | None = None,
-                progress: bool = False, workers: int | None = None) -> Reconstruction:
+                progress: bool = False, workers: int | None = None,
+                support: torch.Tensor | None = None) -> Reconstruction:
     """Reconstruct a map from images in memory.
 
     Args:
@@ -200,6 +239,8 @@ def reconstruct(images: torch.Tensor, rotations: torch.Tensor, pixel_size_A: flo
         regularization: Wiener-like constant λ (see :mod:`cryodiff.backprojection`).
         device: where the work happens (default: the images' device; ``"auto"``: CUDA if any).
         workers: parallel insertion threads on CPU (default: torch's thread count).
+        support: real-space ``(L, L, L)`` mask the full map is multiplied by (None: none);
+            the half maps are left unmasked.
 
     The map is float64 for float64 images, float32 otherwise.
     """
@@ -218,18 +259,19 @@ def reconstruct(images: torch.Tensor, rotations: torch.Tensor, pixel_size_A: flo
 
     acc = _accumulate(batches(), n, box, pixel_size_A, rotations, shifts_px, ctf, half_maps,
                       seed, device, dtype, progress, workers)
-    return _finish(acc, pixel_size_A, n, regularization)
+    return _finish(acc, pixel_size_A, n, regularization, support)
 
 
 def reconstruct_particles(particles, *, use_ctf: bool = True, half_maps: bool = False,
                           seed: int = 0, batch_size: int = 512, regularization: float = 1e-3,
                           device: str | torch.device | None = None,
-                          progress: bool = True, workers: int | None = None) -> Reconstruction:
+                          progress: bool = True, workers: int | None = None,
+                          support: torch.Tensor | None = None) -> Reconstruction:
     """Reconstruct from a :class:`cryodiff.io.star.ParticleStack`, streaming its images.
 
     Uses the STAR's poses and origins (RELION sign: the image carries ``-origin``), and its CTF
-    when ``use_ctf`` and the STAR has one. Raises :class:`CryodiffError` when poses are
-    missing or the pixel size varies between particles.
+    when ``use_ctf`` and the STAR has one; ``support`` as in :func:`reconstruct`. Raises
+    :class:`CryodiffError` when poses are missing or the pixel size varies between particles.
     """
     path = particles.star_path
     if len(particles) == 0:
@@ -260,7 +302,7 @@ def reconstruct_particles(particles, *, use_ctf: bool = True, half_maps: bool = 
         batches = iter_image_batches(particles, batch_size)
     acc = _accumulate(batches, n, particles.box, pixel_size_A, rotations, shifts_px, ctf,
                       half_maps, seed, device, torch.float32, progress, workers)
-    return _finish(acc, pixel_size_A, n, regularization)
+    return _finish(acc, pixel_size_A, n, regularization, support)
 
 
 def with_image_stack(particles, stack_path) -> object:

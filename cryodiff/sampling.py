@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from cryodiff.diffusion import NoiseSchedule, predict_eps_from_y0, predict_y0_from_eps
 from cryodiff.errors import CryodiffError
+from cryodiff.uncertainty import posterior_moments
 
 SAMPLERS = ("ddpm", "ddim")
 Model = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -152,6 +153,4 @@ def posterior_samples(model: Model, condition: torch.Tensor, schedule: NoiseSche
         out = sample(model, cond, schedule, sampler, eta=eta, generator=generator, clip_y0=clip_y0)
         chunks.append(postprocess(out, cond) if postprocess is not None else out)
     samples = torch.cat(chunks).reshape(condition.shape[0], n_samples, *condition.shape[1:])
-    mean = samples.mean(dim=1)
-    std = samples.std(dim=1, correction=1) if n_samples > 1 else torch.zeros_like(mean)
-    return mean, std
+    return posterior_moments(samples, dim=1)

@@ -39,7 +39,7 @@ from cryodiff.ctf import CtfParams, apply_ctf
 from cryodiff.errors import CryodiffError
 from cryodiff.geometry import euler_to_matrix, matrix_to_euler, random_rotations
 from cryodiff.noise import (coloured_noise, default_belt_geometry, draw_belt_blobs,
-                            power_law_spectrum, project_blobs)
+                            power_law_spectrum, project_blobs, radial_spectrum_grid)
 from cryodiff.projection import PreparedVolume, relion_shifts_px
 from cryodiff.snr import disk_variance, measure_snr, snr_from_sums, snr_sums
 
@@ -59,6 +59,9 @@ class SimulationConfig:
     until a map is chosen). ``belt_fraction`` is the belt's share of the structural noise
     variance, ``belt_blobs`` the number of blobs per particle. ``pilot_size`` particles
     calibrate the noise scales of a dataset; ``chunk_size`` particles are made at a time.
+    ``noise_spectrum`` (rings ``0 … box//2`` in cycles/box, any scale) colours the noise added
+    after the CTF (the shot noise; white when None), e.g. a spectrum measured on real
+    particles (:mod:`cryodiff.noise_estimate`); its level is still set by ``snr``.
     """
 
     box: int = 128
@@ -82,6 +85,7 @@ class SimulationConfig:
     seed: int = 0
     chunk_size: int = 1000
     pilot_size: int = 256
+    noise_spectrum: tuple[float, ...] | None = None
 
     def validate(self) -> None:
         """Raise :class:`CryodiffError` for values no simulation can use."""
@@ -103,6 +107,11 @@ class SimulationConfig:
             raise CryodiffError(f"--chunk-size must be positive, got {self.chunk_size}")
         if not 0 <= self.belt_fraction <= 1:
             raise CryodiffError(f"belt_fraction must be in [0, 1], got {self.belt_fraction}")
+        if self.noise_spectrum is not None and (
+                len(self.noise_spectrum) != self.box // 2 + 1
+                or not all(p > 0 and math.isfinite(p) for p in self.noise_spectrum)):
+            raise CryodiffError(f"noise_spectrum needs {self.box // 2 + 1} positive values "
+                                f"(rings 0…{self.box // 2}), got {len(self.noise_spectrum)}")
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -163,8 +172,14 @@ class SimulatedBatch:
     levels: NoiseLevels
 
 
-def draw_poses(config: SimulationConfig, n: int, generator: torch.Generator | None = None) -> Poses:
-    """Uniform random rotations, origins uniform in ±max_shift_px and random defocus."""
+def draw_poses(config: SimulationConfig, n: int, generator: torch.Generator | None = None,
+               ctf_pool: CtfParams | None = None) -> Poses:
+    """Uniform random rotations, origins uniform in ±max_shift_px and random defocus.
+
+    With ``ctf_pool`` (e.g. the CTFs of a real data set's particles) each particle's CTF is a
+    row of the pool drawn uniformly with replacement, voltage, Cs and amplitude contrast
+    included, instead of the config's ranges.
+    """
     pixel_size = _pixel_size(config)
     eulers = matrix_to_euler(random_rotations(n, generator, torch.float64))
     shifts_A = (2 * torch.rand(n, 2, generator=generator, dtype=torch.float64) - 1) \
@@ -181,6 +196,11 @@ def draw_poses(config: SimulationConfig, n: int, generator: torch.Generator | No
             defocus_angle_deg=180 * u[:, 2], voltage_kV=config.voltage_kV * constant,
             cs_mm=config.cs_mm * constant, amplitude_contrast=config.amplitude_contrast * constant,
             bfactor_A2=config.bfactor_A2 * constant, phase_shift_deg=0 * constant)
+    if config.use_ctf and ctf_pool is not None:
+        rows = torch.randint(0, len(ctf_pool.defocus_u_A), (n,), generator=generator)
+        ctf = CtfParams(**{f.name: torch.as_tensor(getattr(ctf_pool, f.name)).double()
+                           .expand(len(ctf_pool.defocus_u_A))[rows].clone()
+                           for f in dataclasses.fields(CtfParams)})
     # Images use the matrices of the stored (rounded-trip) angles, exactly what a reader gets.
     return Poses(euler_to_matrix(eulers).float(), eulers, shifts_A, ctf)
 
@@ -220,12 +240,16 @@ def _components(prepared: PreparedVolume, config: SimulationConfig, poses: Poses
         clean_ctf = apply_ctf(clean, ctf)
     power = power_law_spectrum(box, config.noise_exponent, device, clean.dtype)
     coloured = coloured_noise(torch.stack(white).to(device), power, transfer=ctf)
+    shot = torch.stack(shot).to(device)
+    if config.noise_spectrum is not None:
+        shot_power = radial_spectrum_grid(config.noise_spectrum, box, normalise=True)
+        shot = coloured_noise(shot, shot_power.to(device=device, dtype=clean.dtype))
     belt = None
     if config.belt:
         belt = project_blobs(torch.cat(centres).to(device), torch.cat(weights).to(device),
                              poses.rotations.to(device), box, pixel_size, shifts_px=shifts_px,
                              transfer=ctf)
-    return _Components(clean, clean_ctf, coloured, belt, torch.stack(shot).to(device))
+    return _Components(clean, clean_ctf, coloured, belt, shot)
 
 
 def _levels_from(components: _Components, config: SimulationConfig) -> NoiseLevels:
@@ -241,14 +265,21 @@ def _levels_from(components: _Components, config: SimulationConfig) -> NoiseLeve
     if belt_share > 0:
         belt_scale = math.sqrt(belt_share * structural / disk_variance(components.belt, radius).mean().item())
     shot_std = math.sqrt(signal / config.snr - structural)
+    if config.noise_spectrum is not None:
+        # Coloured noise of unit variance per pixel has a smaller disk variance (the disk
+        # mean takes its low frequencies), so calibrate on what the SNR measures.
+        shot_std /= math.sqrt(disk_variance(components.shot, radius).mean().item())
     return NoiseLevels(signal, coloured_std, belt_scale, shot_std)
 
 
 def calibrate_noise(prepared: PreparedVolume, config: SimulationConfig, n: int | None = None,
-                    generator: torch.Generator | None = None) -> NoiseLevels:
-    """Noise scales that give ``config.snr`` and ``config.structural_snr`` on ``n`` pilot particles."""
+                    generator: torch.Generator | None = None,
+                    ctf_pool: CtfParams | None = None) -> NoiseLevels:
+    """Noise scales that give ``config.snr`` and ``config.structural_snr`` on ``n`` pilot particles
+    (CTFs drawn from ``ctf_pool`` when given, see :func:`draw_poses`)."""
     n = config.pilot_size if n is None else n
-    return _levels_from(_components(prepared, config, draw_poses(config, n, generator), generator), config)
+    poses = draw_poses(config, n, generator, ctf_pool)
+    return _levels_from(_components(prepared, config, poses, generator), config)
 
 
 def _assemble(components: _Components, poses: Poses, levels: NoiseLevels) -> SimulatedBatch:
@@ -331,21 +362,25 @@ def _seed_streams(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Ge
 
 
 def simulate_dataset(volume: torch.Tensor, pixel_size_A: float, config: SimulationConfig,
-                     out_dir, map_source: str = "phantom", progress: bool = True) -> dict:
+                     out_dir, map_source: str = "phantom", progress: bool = True,
+                     ctf_pool: CtfParams | None = None) -> dict:
     """Simulate ``config.n_particles`` particles from ``volume`` into the folder ``out_dir``.
 
     Writes ``particles.mrcs`` (noisy), ``clean.mrcs`` (projection, no CTF, no noise),
     ``clean_ctf.mrcs``, ``particles.star`` (RELION 3.1: optics, poses, origins, CTF, pixel
     size, image names) and ``simulation.json`` (config, version, map source, noise levels and
-    measured SNRs), each atomically. Particles are made ``chunk_size`` at a time (memory is
+    measured SNRs), each atomically; ``simulation.json`` comes last, after a marker that
+    readers refuse (:mod:`cryodiff.io.dataset`), so a killed run never passes for a complete
+    data set. Particles are made ``chunk_size`` at a time (memory is
     bounded by one chunk) and are identical for any chunk size: the noise scales come from a
     pilot batch, the poses are drawn up front and the noise particle by particle. Returns
-    the summary stored in ``simulation.json``.
+    the summary stored in ``simulation.json``. ``ctf_pool``: draw each particle's CTF from
+    these rows (:func:`draw_poses`), e.g. a real data set's.
     """
     from tqdm.auto import tqdm
 
     from cryodiff import __version__
-    from cryodiff.io.atomic import write_json_atomic
+    from cryodiff.io.dataset import begin_dataset, finish_dataset
     from cryodiff.io.mrc import StackWriter
     from cryodiff.io.star import particles_from_arrays, write_particles
     from cryodiff.projection import prepare_volume
@@ -359,8 +394,8 @@ def simulate_dataset(volume: torch.Tensor, pixel_size_A: float, config: Simulati
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare_volume(volume)
     pilot_gen, pose_gen, noise_gen = _seed_streams(config.seed)
-    levels = calibrate_noise(prepared, config, config.pilot_size, pilot_gen)
-    poses = draw_poses(config, config.n_particles, pose_gen)
+    levels = calibrate_noise(prepared, config, config.pilot_size, pilot_gen, ctf_pool)
+    poses = draw_poses(config, config.n_particles, pose_gen, ctf_pool)
     sums = np.zeros(3)
     names = ("particles", "clean", "clean_ctf")
     with ExitStack() as files:
@@ -375,6 +410,9 @@ def simulate_dataset(volume: torch.Tensor, pixel_size_A: float, config: Simulati
                 writer.write(images)
             sums += snr_sums(batch, config.snr_radius_fraction)
             bar.update(len(chunk))
+        # The stacks replace the old ones when this block closes: from here until
+        # finish_dataset, readers refuse the folder (an earlier failure leaves it untouched).
+        begin_dataset(out)
     stack = particles_from_arrays("particles.mrcs", poses.eulers_deg, poses.shifts_A, poses.ctf,
                                   pixel_size_A, config.box, config.voltage_kV, config.cs_mm,
                                   config.amplitude_contrast, base_dir=out)
@@ -394,5 +432,5 @@ def simulate_dataset(volume: torch.Tensor, pixel_size_A: float, config: Simulati
         "files": {name: f"{name}.mrcs" for name in names} | {"star": "particles.star"},
         "config": config.to_dict(),
     }
-    write_json_atomic(out / "simulation.json", summary)
+    finish_dataset(out, summary)
     return summary

@@ -2,15 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
 # ---
 
 # %% [markdown]
@@ -37,19 +33,26 @@ snr = 0.1  # total SNR: var(CTF·signal) / var(everything else)
 structural_snr = 1.4  # SNR of the structural noise alone (ice, carbon, detergent)
 belt = False  # add a disordered detergent belt around each particle
 seed = 0
-run_dir = "runs/notebooks"
+run_dir = "runs/notebooks"  # relative to the repository root (also when the kernel runs in notebooks/)
 device = "auto"
+show_solutions = False  # True prints the exercises' solutions (for teachers)
 
 # %%
+from cryodiff.threads import configure_threads
+
+configure_threads()  # before torch loads: idle CPU threads sleep, never spin
+
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
-from cryodiff.ctf import apply_ctf, ctf_2d
+from cryodiff.course.display import rounded
+from cryodiff.ctf import apply_ctf, ctf_2d, ctf_params
 from cryodiff.io.atomic import write_json_atomic
 from cryodiff.io.mrc import read_stack
 from cryodiff.io.star import read_particles
+from cryodiff.notebook_runner import resolve_run_dir
 from cryodiff.noise import (coloured_noise, power_law_spectrum, radial_power_spectrum,
                             shot_noise)
 from cryodiff.plots.ctf import plot_ctf
@@ -60,7 +63,7 @@ from cryodiff.simulate import (SimulationConfig, draw_poses, load_map_or_phantom
 from cryodiff.widgets.particles import particle_browser
 
 device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-run_dir = Path(run_dir)
+run_dir = resolve_run_dir(run_dir)
 data_dir = run_dir / "data"
 generator = torch.Generator().manual_seed(seed)
 
@@ -177,7 +180,8 @@ show_image_rows({"noisy": batch.particles, "structural noise": batch.structural,
 # ```
 
 # %%
-summary = simulate_dataset(volume, pixel_size_A, config, data_dir, map_source="phantom")
+summary = simulate_dataset(volume, pixel_size_A, config, data_dir, map_source="phantom",
+                           progress=False)
 print(f"measured SNR {summary['measured_snr']:.4f} (target {snr}), "
       f"structural SNR {summary['measured_structural_snr']:.3f} (target {structural_snr})")
 particles = read_particles(data_dir / "particles.star")
@@ -185,8 +189,8 @@ print(f"{len(particles)} particles, box {particles.box}, {particles.pixel_size_A
 particles.table.head()
 
 # %% [markdown]
-# Browse the particles: noisy, CTF-modulated and clean side by side (move the slider in a
-# live notebook).
+# Browse the particles: noisy, CTF-modulated and clean side by side. Move the slider in a
+# live notebook; a saved notebook (and the course site) shows a picture of particle 0.
 
 # %%
 first = slice(0, min(50, n_particles))
@@ -199,4 +203,109 @@ record = {key: summary[key] for key in ("n_particles", "box", "pixel_size_A", "s
                                         "measured_snr", "measured_structural_snr")}
 record["data_dir"] = str(data_dir)
 write_json_atomic(run_dir / "01_simulate_projections.json", record)
-record
+rounded(record)
+
+# %% [markdown] tags=["course"]
+# ## Exercises
+#
+# From "change a parameter and predict" to "write a function". Write your prediction down
+# *before* you check it. Each exercise cell runs as it is; set `show_solutions = True` in the
+# parameters cell to print the solutions (they live in `cryodiff/course/simulate.py`, where
+# the test suite checks them).
+
+# %% tags=["course"]
+from cryodiff.course import show_solution
+from cryodiff.course import simulate as course
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 1 — predict, then check.** Particle 0 above was imaged at the defocus printed
+# below. Double the defocus: does the first zero of the CTF move to a lower or a higher
+# spatial frequency, and by roughly what factor? (Hint: χ(k) ≈ π λ Δf k² at low k.) Check
+# with `plot_ctf(ctf_params(2 * defocus_A), box, pixel_size_A)`.
+
+# %% tags=["exercise"]
+defocus_A = float(poses.ctf.defocus_u_A[0])
+print(f"particle 0: defocus {defocus_A:,.0f} Å")
+my_prediction = None  # e.g. ("lower", 0.7)
+# plot_ctf(ctf_params(2 * defocus_A), box, pixel_size_A);
+if show_solutions:
+    show_solution(course.first_ctf_zero_A_inv)
+    for defocus in (defocus_A, 2 * defocus_A):
+        print(f"defocus {defocus:,.0f} Å: first zero at "
+              f"{1 / course.first_ctf_zero_A_inv(defocus):.1f} Å")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 2 — change a parameter, predict, measure.** Rerun the notebook with
+# `snr = 0.01` (or simulate a batch below with `dataclasses.replace(config, snr=0.01)`).
+# By what factor must the noise's standard deviation grow compared with SNR 0.1? Then write
+# `measured_snr(clean_ctf, particles)`: the variance of the signal over the variance of
+# everything else, inside the disk of radius 0.4 L (`cryodiff.masks.disk_mask`), and
+# compare with `measure_snr(batch)`.
+
+# %% tags=["exercise"]
+def measured_snr(clean_ctf, particles):
+    ...  # your code
+
+
+if show_solutions:
+    import dataclasses
+
+    show_solution(course.measured_snr)
+    for target_snr in (0.1, 0.01):
+        check = simulate_batch(prepared, dataclasses.replace(config, snr=target_snr), 64,
+                               generator)
+        print(f"target SNR {target_snr}: measured "
+              f"{course.measured_snr(check.clean_ctf, check.particles):.4f}")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 3 — write a function.** The structural noise `ice` of section 5 has a power
+# spectrum `P(f) ∝ f^−a` with `a = config.noise_exponent`. Write `fit_exponent(noise)` that
+# recovers `a` from the images alone: take `radial_power_spectrum(noise)` and fit a straight
+# line to log P against log f (`numpy.polyfit`). Which rings should you leave out, and why?
+
+# %% tags=["exercise"]
+def fit_exponent(noise):
+    ...  # your code
+
+
+if show_solutions:
+    show_solution(course.fit_power_law_exponent)
+    print(f"fitted exponent {course.fit_power_law_exponent(ice):.2f}, "
+          f"true {config.noise_exponent}")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 4 — write a function.** Check the central-slice theorem yourself: write
+# `central_slice_error(volume, projection)` returning the largest difference between the 2D
+# FFT of a projection and the central (`z = 0`) plane of the volume's 3D FFT
+# (`cryodiff.fourier.fft2_centered`, `fft3_centered`), relative to the plane's largest value.
+# It should be ~1e-15 for `volume.sum(0)`. What does it give for `volume.sum(2)`, and why?
+
+# %% tags=["exercise"]
+def central_slice_error(volume, projection):
+    ...  # your code
+
+
+if show_solutions:
+    show_solution(course.central_slice_error)
+    exact = volume.double()
+    print(f"projection along z: {course.central_slice_error(exact, exact.sum(0)):.1e}; "
+          f"along x: {course.central_slice_error(exact, exact.sum(2)):.2f}")
+
+# %% [markdown] tags=["concept-check"]
+# ## Concept checks
+#
+# 1. Why does the CTF leave only a small fraction of the signal at the lowest frequencies?
+#    <details><summary>Answer</summary>At k = 0 the phase shift χ is 0, so the phase-contrast
+#    term sin χ vanishes and only the amplitude contrast A (≈ 0.1) survives: CTF(0) = A.
+#    Cryo-EM samples are weak phase objects; contrast comes from defocus.</details>
+# 2. Why is the structural noise added *before* the CTF and the shot noise *after* it?
+#    <details><summary>Answer</summary>Ice, carbon and detergent are in the specimen, so the
+#    microscope images them like the particle (through the CTF); shot noise arises when
+#    electrons are counted on the detector, after the optics.</details>
+# 3. At SNR 0.1, how large is the noise's standard deviation compared with the signal's?
+#    <details><summary>Answer</summary>√(1/0.1) ≈ 3.2 times larger (SNR is a ratio of
+#    variances).</details>
+# 4. Why does a dataset use many different defoci?
+#    <details><summary>Answer</summary>Each defocus puts the CTF zeros at other frequencies;
+#    information lost at one particle's zero is measured by particles at other defoci, so
+#    the reconstruction (notebook 04) can fill every frequency.</details>

@@ -2,15 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
 # ---
 
 # %% [markdown]
@@ -36,6 +32,10 @@
 # The `ci` preset (32×32 pixels, a 0.3 M-parameter U-Net, 400 steps) trains in about a minute
 # on a laptop CPU; `cpu-small` (64²) and `gpu-paper` (128², SR3-sized) are the same code with
 # bigger numbers.
+#
+# **On a 2-core laptop** start Jupyter with one torch thread
+# (`OMP_NUM_THREADS=1 jupyter lab`, or `torch.set_num_threads(1)` in the first cell): with the
+# browser busy on the other core, two threads trained about 30× slower than one.
 
 # %% tags=["parameters"]
 preset = "ci"  # ci (32², ~1 min on CPU), cpu-small (64², ~1 h), gpu-paper (128², GPU)
@@ -44,19 +44,27 @@ snr = 0.1  # SNR of the simulated training particles
 target = "clean_ctf"  # clean_ctf: denoise only; clean: also undo the CTF
 sweep_steps = [1, 2, 5, 10, 25, 50]  # sampling steps for the PSNR curve
 seed = 0
-run_dir = "runs/notebooks"
+training_data = "simulate"  # "simulate": fresh pairs every batch; "notebook01": 01's dataset
+run_dir = "runs/notebooks"  # relative to the repository root (also when the kernel runs in notebooks/)
 device = "auto"
+show_solutions = False  # True prints the exercises' solutions (for teachers)
 
 # %%
+from cryodiff.threads import configure_threads
+
+configure_threads()  # before torch loads: idle CPU threads sleep, never spin
+
 import shutil
 from pathlib import Path
 
 import torch
 
+from cryodiff.course.display import rounded
 from cryodiff.denoise import denoise_with, load_denoiser
 from cryodiff.diffusion import make_schedule
 from cryodiff.io.atomic import write_json_atomic
 from cryodiff.io.mrc import stack_info
+from cryodiff.notebook_runner import resolve_run_dir
 from cryodiff.metrics import psnr, ssim
 from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.models.unet import SR3UNet
@@ -64,14 +72,17 @@ from cryodiff.plots.diffusion import (plot_forward_process, plot_psnr_vs_steps,
                                       plot_reverse_process, plot_schedules)
 from cryodiff.plots.images import show_image_rows
 from cryodiff.plots.training import LiveLossPlot
+from cryodiff.plots.uncertainty import plot_reliability_diagram
 from cryodiff.training.config import get_preset, with_overrides
 from cryodiff.training.data import PairedStackData, SimulatedData
 from cryodiff.training.evaluate import psnr_vs_steps, reverse_trajectory
 from cryodiff.training.loop import select_device, train
 from cryodiff.training.postprocess import train_postprocessor
+from cryodiff.uncertainty import (calibration, coverage_curve, fit_sigma_scale,
+                                  reliability_curve)
 from cryodiff.widgets.reverse_process import reverse_process_viewer
 
-run_dir = Path(run_dir)
+run_dir = resolve_run_dir(run_dir)
 train_dir = run_dir / "train"
 config = with_overrides(get_preset(preset), steps=steps, snr=snr, target=target, seed=seed,
                         device=device)
@@ -86,9 +97,10 @@ device = select_device(config.device)
 # particle twice and cannot memorise. A held-out set, simulated from seeds no training batch
 # uses, measures the quality.
 #
-# If notebook 01 left a dataset in `{run_dir}/data` with the preset's box size, it is used
-# instead (its box is 64 by default, the `cpu-small` preset's size; the `ci` preset is 32²,
-# and down-sampling would change the noise level, so it simulates its own pairs).
+# With `training_data = "notebook01"` the network trains instead on the fixed dataset that
+# notebook 01 wrote to `{run_dir}/data` (its 2,000 particles less a held-out set; the box
+# must be the preset's, 32² for `ci`: resampling would change the noise level). Compare the
+# two: a fixed set can be memorised, fresh pairs cannot.
 #
 # The target is the clean projection **with** the CTF (`clean_ctf`, pure denoising, the paper's
 # task) or without it (`clean`: denoising + CTF restoration).
@@ -96,7 +108,10 @@ device = select_device(config.device)
 # %%
 data_01 = run_dir / "data"
 stack_01 = data_01 / "particles.mrcs"
-if stack_01.is_file() and stack_info(stack_01)[1] == config.box:
+if training_data == "notebook01":
+    if not stack_01.is_file() or stack_info(stack_01)[1] != config.box:
+        raise FileNotFoundError(f"no {config.box}² dataset from notebook 01 at {stack_01}: "
+                                f"run notebook 01 with box = {config.box} first")
     data = PairedStackData.from_folder(data_01, config)
     source = f"{data_01} ({len(data)} training particles)"
 else:
@@ -104,7 +119,7 @@ else:
     source = "simulated on the fly from the phantom"
 noisy, clean = data.val_condition, data.val_target
 print(f"training pairs: {source}; box {config.box}, SNR {config.snr}, target {config.target}")
-print(f"{len(noisy)} held-out particles; normalisation {data.normalisation}")
+print(f"{len(noisy)} held-out particles; normalisation {rounded(data.normalisation.to_dict())}")
 show_image_rows({"noisy x": noisy, f"target ({config.target})": clean});
 
 # %% [markdown]
@@ -194,7 +209,7 @@ show_image_rows({"noisy": noisy, f"{fast} DDPM steps": plain.mean,
 # Sampling starts from pure noise `y_T` and, at each step, predicts the clean image `ŷ₀` and
 # moves `y_t` towards it (here ancestral DDPM with 50 steps of the trained schedule). Early
 # predictions are blurry averages; detail appears as the noise level falls. Move the slider
-# in a live notebook.
+# in a live notebook (a saved notebook and the course site show the last step).
 
 # %%
 frames = reverse_trajectory(denoiser, noisy[0], steps=50, sampler="ddpm", seed=seed)
@@ -229,6 +244,49 @@ for s in sweep.steps:
     print(f"{s:3d} steps: {sweep.plain[s]:6.2f} dB, with post-processor "
           f"{sweep.postprocessed[s]:6.2f} dB")
 
+# %% [markdown]
+# ## 8. How far to trust each pixel
+#
+# The posterior std of section 6 is useful only if it is **calibrated**: where it says ±σ, the
+# truth should lie within ±σ of the posterior mean in about 68 % of the pixels (95 % within
+# ±2σ), and large σ should go with large errors. On held-out particles the truth is known, so
+# this can be checked. Below, `K` samples per particle give the mean and σ; one scale `s` is
+# fitted on the first half of the particles (`cryodiff denoise --sigma-scale s` applies it) and
+# everything is measured on the second half. Left: RMS error against RMS σ in bins of σ (on the
+# diagonal, σ is the error the model makes); right: the fraction of pixels inside ±zσ against
+# a Gaussian's. `benchmarks/results/calibration_ci.md` has the same check for both maps at
+# three SNRs.
+
+# %%
+k = 8
+posterior = denoise_with(denoiser, noisy, steps=fast, sampler="ddpm", n_samples=k, seed=seed)
+error = clean - posterior.mean
+half = len(noisy) // 2
+sigma_scale = fit_sigma_scale(error[:half], posterior.std[:half])
+held_error, held_sigma = error[half:], posterior.std[half:]
+trust = {"raw σ": calibration(held_error, held_sigma),
+         f"s·σ, s = {sigma_scale:.2f}": calibration(held_error, sigma_scale * held_sigma)}
+for name, c in trust.items():
+    print(f"{name:>14}: inside ±1σ {c.coverage_1sigma:.3f} (ideal 0.683), ±2σ "
+          f"{c.coverage_2sigma:.3f} (0.954); corr(σ, |error|) Spearman {c.spearman:.2f}")
+plot_reliability_diagram({
+    "raw σ": (reliability_curve(held_error, held_sigma), coverage_curve(held_error, held_sigma)),
+    f"s·σ (s = {sigma_scale:.2f})": (reliability_curve(held_error, sigma_scale * held_sigma),
+                                     coverage_curve(held_error, sigma_scale * held_sigma))},
+    title=f"{k} samples of {fast} steps + post-processor, {len(noisy) - half} held-out particles")
+
+# %% [markdown]
+# In the `ci` calibration benchmark (both maps, three SNRs, 8 samples; the scale fitted on 32
+# held-out particles and measured on 32 others) the raw σ is off in both directions. With the
+# post-processor, which is applied to every sample and pulls the samples together, it is too
+# narrow: ±1σ holds 58–66 % of the pixels on the phantom and only 25–30 % on the ribosome map
+# (s = 3.6–4.5 there). Without it, the 10-step samples spread too much (78–91 % inside ±1σ,
+# s = 0.45–0.73). One fitted scale brings ±1σ to 64–72 % everywhere, but ±2σ stays at 80–90 %
+# instead of 95 %: the errors have heavier tails than the spread of the samples says, and a
+# noise floor (`--sigma-floor`) does not change that. σ does rank the pixels (Spearman
+# correlation with |error| 0.25–0.66). So read the std map as *where* to trust the output
+# less, and treat a ±2σ band as too narrow.
+
 # %%
 record = {
     "preset": config.preset, "box": config.box, "snr": config.snr, "target": config.target,
@@ -241,7 +299,89 @@ record = {
     "ssim_noisy": scores["noisy"][1],
     "ssim_denoised": scores["sampler + post-processor"][1],
     "psnr_vs_steps": sweep.to_dict(),
+    "uncertainty": {"samples": k, "sigma_scale": sigma_scale,
+                    **{f"{key}_{name}": getattr(trust[label], key)
+                       for name, label in zip(("raw", "recalibrated"), trust)
+                       for key in ("coverage_1sigma", "coverage_2sigma", "spearman")}},
     "train_dir": str(train_dir),
 }
 write_json_atomic(run_dir / "02_train_diffusion.json", record)
-record
+rounded(record)
+
+# %% [markdown] tags=["course"]
+# ## Exercises
+#
+# From "change a parameter and predict" to "write a function". Write your prediction down
+# *before* you check it. Set `show_solutions = True` in the parameters cell to print the
+# solutions (they live in `cryodiff/course/train.py`, where the test suite checks them).
+
+# %% tags=["course"]
+from cryodiff.course import show_solution
+from cryodiff.course import train as course
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 1 — predict from the plot, then compute.** In the schedule plot of section 2,
+# at which step `t` (of T = 2000) has each schedule lost half of the signal power
+# (`γ̄_t = ½`)? Which schedule spends more steps at low noise? Compute it from
+# `schedule.gammas`.
+
+# %% tags=["exercise"]
+my_prediction = {"linear": None, "cosine": None}  # steps where γ̄ falls to ½
+if show_solutions:
+    show_solution(course.step_at_gamma)
+    for name in ("linear", "cosine"):
+        half = course.step_at_gamma(make_schedule(name, config.timesteps), 0.5)
+        print(f"{name}: γ̄ falls to ½ at step {half} of {config.timesteps}")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 2 — change a parameter and predict.** Pass `timesteps=[0, 100, 500, 1000]` to
+# `plot_forward_process` above. Before you look: what is the SNR (in dB) of `y_t` when
+# `√γ̄ = 0.5`, for a target of unit variance? When is the SNR 0 dB?
+
+# %% tags=["exercise"]
+my_prediction_db = None
+if show_solutions:
+    show_solution(course.forward_snr_db)
+    print(f"√γ̄ = 0.5: {course.forward_snr_db(0.5):.2f} dB; "
+          f"0 dB at √γ̄ = {0.5 ** 0.5:.3f} ({course.forward_snr_db(0.5 ** 0.5):.1f} dB)")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 3 — write a function.** The network predicts the noise `ε`; the sampler needs
+# the clean image. Write `predict_y0(y_t, eps, sqrt_gamma)` that inverts
+# `y_t = √γ̄·y₀ + √(1−γ̄)·ε`. Test it: diffuse `clean[:4]` with
+# `cryodiff.diffusion.q_sample` and known noise, and recover it exactly.
+
+# %% tags=["exercise"]
+def predict_y0(y_t, eps, sqrt_gamma):
+    ...  # your code
+
+
+if show_solutions:
+    from cryodiff.diffusion import q_sample
+
+    show_solution(course.predict_y0)
+    eps = torch.randn(clean[:4].shape, generator=torch.Generator().manual_seed(seed))
+    y_t = q_sample(clean[:4], torch.full((4,), 0.3), eps)
+    error = (course.predict_y0(y_t, eps, 0.3) - clean[:4]).abs().max()
+    print(f"largest error of the recovered images: {error:.1e}")
+
+# %% [markdown] tags=["concept-check"]
+# ## Concept checks
+#
+# 1. Why is the network told the noise level `√γ̄` rather than the step number `t`?
+#    <details><summary>Answer</summary>So that any subset of noise levels can be used at
+#    inference: a 10-step sampler uses 10 of the 2,000 training levels, and the network
+#    knows each one by its value (SR3's continuous noise-level conditioning).</details>
+# 2. Why do two seeds give two different denoised images of one noisy particle?
+#    <details><summary>Answer</summary>The sampler draws from the model's posterior
+#    p(clean | noisy): each run starts from new noise and ends at another plausible clean
+#    image. Their mean approximates the posterior mean, their spread the
+#    uncertainty.</details>
+# 3. Why can more sampling steps give a *lower* PSNR without the post-processor?
+#    <details><summary>Answer</summary>A long trajectory ends on a sharp posterior sample whose
+#    invented detail differs from the truth; PSNR rewards the (blurrier) posterior mean,
+#    which is the MSE-optimal answer.</details>
+# 4. Why does the post-processor let a few steps do the work of many?
+#    <details><summary>Answer</summary>It is trained on exactly the fast samples the sampler
+#    makes, together with the noisy particle, and learns to map them to the clean target:
+#    it corrects the error of stopping early.</details>

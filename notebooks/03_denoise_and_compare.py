@@ -2,15 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
 # ---
 
 # %% [markdown]
@@ -38,7 +34,7 @@
 # notebook runs the same code at a size that fits in a few minutes on a laptop CPU.
 
 # %% tags=["parameters"]
-run_dir = "runs/notebooks"
+run_dir = "runs/notebooks"  # relative to the repository root (also when the kernel runs in notebooks/)
 device = "auto"
 snr = 0.1  # total SNR of the simulated particles
 box = 32  # used only when no trained run from notebook 02 is found (else its box)
@@ -51,8 +47,13 @@ train_steps = 80  # optimiser steps of every method trained here
 sr3_steps = [10, 50]  # DDPM sampling steps to compare
 posterior_samples = 4
 seed = 0
+show_solutions = False  # True prints the exercises' solutions (for teachers)
 
 # %%
+from cryodiff.threads import configure_threads
+
+configure_threads()  # before torch loads: idle CPU threads sleep, never spin
+
 import dataclasses
 import json
 from pathlib import Path
@@ -62,9 +63,11 @@ from IPython.display import Image, Markdown, display
 
 from cryodiff.benchmark import get_preset, run_benchmark
 from cryodiff.benchmark.methods import find_trained_run
+from cryodiff.course.display import rounded
 from cryodiff.io.atomic import write_json_atomic
+from cryodiff.notebook_runner import resolve_run_dir
 
-run = Path(run_dir)
+run = resolve_run_dir(run_dir)
 out_dir = run / "compare"
 
 # %% [markdown]
@@ -253,4 +256,91 @@ record = {
     "rows": rows,
 }
 write_json_atomic(run / "03_denoise_and_compare.json", record)
-{k: v for k, v in record.items() if k != "rows"}
+rounded({k: v for k, v in record.items() if k != "rows"})
+
+# %% [markdown] tags=["course"]
+# ## Exercises
+#
+# From "change a parameter and predict" to "write a function". Write your prediction down
+# *before* you check it. Set `show_solutions = True` in the parameters cell to print the
+# solutions (they live in `cryodiff/course/compare.py`, where the test suite checks them).
+
+# %% tags=["course"]
+import torch
+
+from cryodiff.course import show_solution
+from cryodiff.course import compare as course
+from cryodiff.projection import prepare_volume
+from cryodiff.simulate import SimulationConfig, load_map_or_phantom, simulate_batch
+
+# a small batch of particles for the exercises (the comparison keeps its own splits inside)
+volume, pixel_size_A = load_map_or_phantom("phantom", box)
+batch = simulate_batch(prepare_volume(volume), SimulationConfig(box=box, snr=snr, seed=seed,
+                                                                pixel_size_A=pixel_size_A),
+                       32, torch.Generator().manual_seed(seed))
+noisy, clean_ctf = batch.particles, batch.clean_ctf
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 1 — predict.** Noise2Noise and the 3D reconstruction both profit from
+# averaging. If you average `k` independent noisy images of the same particle, how many dB
+# of PSNR do you gain over one image, for `k = 4` and `k = 16`? What does that say about a
+# map made of 4,000 particles?
+
+# %% tags=["exercise"]
+my_prediction_db = {4: None, 16: None}
+if show_solutions:
+    show_solution(course.psnr_gain_of_averaging)
+    for k in (4, 16):
+        gain = course.psnr_gain_of_averaging(clean_ctf, float(noisy.std()), k, seed=seed)
+        print(f"k = {k}: +{gain:.2f} dB")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 2 — predict.** The Wiener filter keeps the fraction `C²S / (C²S + N)` of each
+# frequency. What does it keep at a zero of the CTF? Where the CTF-modulated signal power
+# equals the noise power? Why can it not restore what the CTF removed?
+
+# %% tags=["exercise"]
+my_prediction = {"at a CTF zero": None, "where C²S = N": None}
+if show_solutions:
+    show_solution(course.wiener_gain)
+    one = torch.ones(())
+    print(f"at a CTF zero: {float(course.wiener_gain(0 * one, one, one)):.2f}; "
+          f"where C²S = N: {float(course.wiener_gain(one, one, one)):.2f}")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 3 — write a function.** Write `best_gaussian_sigma(noisy, clean, sigmas_px)`:
+# blur the noisy particles with each width (`cryodiff.baselines.lowpass.gaussian_lowpass`),
+# score each against the clean CTF-modulated images with `cryodiff.metrics.psnr`, and return
+# the best width and its PSNR. Is the best width the same at SNR 0.01? Why not?
+
+# %% tags=["exercise"]
+def best_gaussian_sigma(noisy, clean, sigmas_px):
+    ...  # your code
+
+
+if show_solutions:
+    show_solution(course.best_gaussian_sigma)
+    sigma, best = course.best_gaussian_sigma(noisy, clean_ctf, [0, 0.5, 1, 1.5, 2, 3, 4])
+    print(f"best σ = {sigma} px: {best:.2f} dB")
+
+# %% [markdown] tags=["concept-check"]
+# ## Concept checks
+#
+# 1. Why is each method scored against the clean *CTF-modulated* image and not against the
+#    clean projection? <details><summary>Answer</summary>Denoising and CTF correction are
+#    different problems: the CTF removed information at its zeros that no denoiser can
+#    recover from one image. Scoring against the clean projection would mix the two.
+#    </details>
+# 2. Why can the supervised U-Net beat SR3 in PSNR while SR3 wins in SSIM?
+#    <details><summary>Answer</summary>A network trained with a squared error regresses to
+#    the posterior mean, the PSNR-optimal answer, which is blurred where it is unsure; SR3
+#    samples sharp, plausible images, whose structure scores well in SSIM but whose invented
+#    detail costs PSNR.</details>
+# 3. Why did no denoiser beat the raw particles in 3D?
+#    <details><summary>Answer</summary>Reconstruction averages thousands of particles, which
+#    already removes the noise; a denoiser's bias is shared by every particle and survives the
+#    average.</details>
+# 4. Why can a linear filter not improve the poses found by projection matching?
+#    <details><summary>Answer</summary>An invertible linear filter removes no information;
+#    a search that weights every frequency by its signal-to-noise ratio already uses all the
+#    pose information the particle holds.</details>

@@ -234,3 +234,78 @@ def test_saved_denoised_and_raw_stacks_describe_the_same_particles(tiny_run):
     raw_images, denoised_images = load_images(raw), load_images(denoised)
     torch.testing.assert_close(raw_images.float(), condition.test.noisy.float())
     assert not torch.allclose(raw_images.float(), denoised_images.float())
+
+
+def test_halves_denoised_apart_lets_each_half_see_only_itself():
+    from cryodiff.benchmark.evaluate import halves_denoised_apart
+    from cryodiff.reconstruct import half_map_split
+
+    gen = torch.Generator().manual_seed(0)
+    noisy = torch.randn(41, 8, 8, generator=gen)
+    ctf = torch.rand(41, 8, 8, generator=gen)
+    seen = []
+
+    def transductive(images, ctf_grid):  # output depends on every image it is given
+        seen.append(len(images))
+        return images * ctf_grid - images.mean(0)
+
+    out = halves_denoised_apart(transductive, noisy, ctf, seed=3)
+    halves = half_map_split(41, 3)
+    assert sorted(seen) == [20, 21]
+    for half in (0, 1):
+        pick = halves == half
+        torch.testing.assert_close(out[pick], noisy[pick] * ctf[pick] - noisy[pick].mean(0))
+
+
+def test_a_transductive_method_is_denoised_per_half_for_its_half_maps():
+    from cryodiff.benchmark import run as bench_run
+    from cryodiff.benchmark.methods import MethodOutput
+
+    config = dataclasses.replace(TINY, n_train=16, n_val=8, n_test_2d=8, n_test_slow=4,
+                                 n_test_3d=24, methods=("cwf",), methods_3d=("cwf",))
+    condition = make_condition("phantom", 0.1, config)
+
+    class MeanRemover:  # a stand-in for CWF: its statistics come from the images it denoises
+        def fit(self, data):
+            assert data.noisy.shape[0] == config.n_val  # fitted on validation, as run_baseline
+            return self
+
+        def denoise(self, images, ctf=None):
+            return images - images.mean(0)
+
+    test = condition.test
+    outputs = [MethodOutput("noisy", "noisy", test.noisy),
+               MethodOutput("cwf", "cwf", test.noisy - test.noisy.mean(0))]
+    result = bench_run.ConditionResult(condition, outputs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench_methods, "make_baseline", lambda name, **_: MeanRemover())
+        bench_run.halfmap_inputs(result, config)
+    assert set(result.halfmap_images) == {"cwf"}
+    apart = result.halfmap_images["cwf"]
+    assert not torch.allclose(apart, outputs[1].images)
+    from cryodiff.reconstruct import half_map_split
+
+    pick = half_map_split(len(test), config.seed) == 0
+    torch.testing.assert_close(apart[pick], test.noisy[pick] - test.noisy[pick].mean(0))
+    assert "each half denoised on its own" in outputs[1].note
+
+
+@pytest.mark.slow
+def test_half_map_and_truth_readings_of_every_3d_set(tiny_run):
+    out, rows = tiny_run
+    by = {row["method"]: row for row in rows}
+    for method in ("clean", "noisy", "lowpass", "supervised"):
+        row = by[method]
+        assert row["fsc_halfmap_0143_A"] is not None and row["fsc_05_A"] is not None
+        assert row["halfmap_minus_truth_A"] == pytest.approx(
+            row["fsc_halfmap_0143_A"] - row["fsc_05_A"])
+        assert row["fsc_halfmap_unmasked_0143_A"] is not None
+        randomized = row["halfmap_randomized_fsc"]  # null where no correction applies
+        assert randomized is None or -1 <= randomized <= 1
+    assert by["clean"]["halfmap_randomized_fsc"] is None  # its FSC never falls below 0.8
+    assert by["wiener"]["fsc_halfmap_0143_A"] is None  # 2D only
+    # Half maps of clean images agree better than those of noisy ones.
+    assert by["clean"]["fsc_halfmap_0143_A"] < by["noisy"]["fsc_halfmap_0143_A"]
+    text = (out / "results.md").read_text()
+    assert "half-map FSC-0.143 (Å)" in text and "phase randomisation" in text
+    assert (out / "fsc_halfmap_vs_truth.png").stat().st_size > 1000

@@ -136,3 +136,21 @@ def test_cli_writes_markdown_and_json_atomically(tmp_path, two_runs):
     assert len(json.loads(rows_json.read_text())) == 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.json", "snr0.01", "snr0.1",
                                                           "table.md"]
+
+
+def test_half_map_table_only_for_runs_that_measured_half_maps(tmp_path, two_runs):
+    high, low = two_runs
+    assert "3D half maps against the truth" not in combined_markdown(load_rows([high, low]))
+    rows = [_row("noisy", 0.05, 7.0, 0.02, 7.7), _row("cwf", 0.05, 24.0, 0.4, 9.5),
+            _row("lowpass", 0.05, 20.0, 0.1, 30.0)]
+    claims = {"noisy": (8.0, 7.5, 0.01), "cwf": (7.0, 10.5, 0.02), "lowpass": (6.0, 31.8, 0.6)}
+    for row in rows:
+        halfmap, truth, randomized = claims[row["method"]]
+        row |= {"fsc_halfmap_0143_A": halfmap, "fsc_05_A": truth,
+                "halfmap_minus_truth_A": halfmap - truth, "halfmap_randomized_fsc": randomized,
+                "fsc_halfmap_unmasked_0143_A": truth}
+    new = _run(tmp_path / "snr0.05", rows)
+    text = combined_markdown(load_rows([high, low, new]))  # old and new files combine
+    assert "3D half maps against the truth" in text
+    assert "| cwf | — | 7.0 / 10.5 | — |" in text
+    assert "| lowpass | — | 6.0* / 31.8 | — |" in text  # mask-limited figure marked

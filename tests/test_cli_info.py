@@ -82,3 +82,33 @@ def test_bad_input_prints_one_line(tmp_path, capsys, make_bad_mrc, kind):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("cryodiff: error: ")
     assert str(named) in err and "Traceback" not in err
+
+
+def test_noise_estimate_json_text_and_plot(reference_data, tmp_path, capsys):
+    """``--noise`` on the bundled EMPIAR-10076 particles (no poses: the background)."""
+    star = reference_data / "real_particles/empiar_10076_7.star"
+    plot = tmp_path / "noise.png"
+    assert main(["info", str(star), "--noise", "--particle-diameter", "250", "--json",
+                 "--plot", str(plot)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "background" and summary["n_particles"] == 7
+    assert len(summary["frequency"]) == len(summary["noise_spectrum"]) == 161
+    assert summary["frequency"][-1] == pytest.approx(160 / (320 * 1.31))
+    assert 0 < summary["snr"] < 1 and "disk" in summary["snr_definition"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["info", str(star), "--noise", "--particle-diameter", "250"]) == 0
+    text = capsys.readouterr().out
+    assert f"snr: {summary['snr']:.4g}" in text and "definition:" in text
+
+
+def test_noise_estimate_errors_are_one_line(reference_data, capsys):
+    star = reference_data / "real_particles/empiar_10076_7.star"
+    ribosome = reference_data / "ribosome70S/ribosome70S_65.mrc"
+    cases = [(["--noise"], "--particle-diameter"),
+             (["--noise", "--method", "poses", "--map", str(ribosome)], "no poses")]
+    for extra, message in cases:
+        assert main(["info", str(star), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert main(["info", str(ribosome), "--noise"]) == 2
+    assert "needs a STAR file" in capsys.readouterr().err

@@ -88,3 +88,46 @@ def test_star_without_poses_is_refused(dataset, capsys):
     code = main(["reconstruct", str(folder / "noposes.star"), "--out", str(folder / "m.mrc")])
     assert code == 2
     assert "poses" in capsys.readouterr().err
+
+
+def test_map_is_confined_to_a_soft_sphere_unless_asked_otherwise(dataset, capsys):
+    from cryodiff.fourier import radius_grid
+    from cryodiff.reconstruct import spherical_support
+
+    folder, volume = dataset
+    star = str(folder / "particles.star")
+    assert main(["reconstruct", star, "--out", str(folder / "ball.mrc"), "--quiet"]) == 0
+    assert main(["reconstruct", star, "--out", str(folder / "box.mrc"), "--quiet",
+                 "--no-mask"]) == 0
+    assert main(["reconstruct", star, "--out", str(folder / "r8.mrc"), "--quiet",
+                 "--mask-radius", "8", "--mask-edge", "2"]) == 0
+    ball, _ = read_map(folder / "ball.mrc")
+    box, _ = read_map(folder / "box.mrc")
+    r8, _ = read_map(folder / "r8.mrc")
+    torch.testing.assert_close(ball, box * spherical_support(24), atol=1e-6, rtol=1e-5)
+    corners = radius_grid(24, 3) >= 12
+    assert float(ball[corners].abs().max()) < 1e-6 < float(box[corners].abs().max())
+    assert float(r8[radius_grid(24, 3) >= 10].abs().max()) < 1e-6
+    support = spherical_support(24, 6.0, 3.0)
+    from cryodiff.io.mrc import write_map
+
+    write_map(folder / "support.mrc", support, PIXEL_A)
+    assert main(["reconstruct", star, "--out", str(folder / "own.mrc"), "--quiet",
+                 "--mask", str(folder / "support.mrc"), "--half-maps"]) == 0
+    own, _ = read_map(folder / "own.mrc")
+    torch.testing.assert_close(own, box * support, atol=1e-6, rtol=1e-5)
+    assert "mask-corrected" in capsys.readouterr().out
+    half1, _ = read_map(folder / "own_half1.mrc")
+    assert float(half1[corners].abs().max()) > 0  # half maps stay unmasked
+
+
+def test_support_map_of_another_box_is_refused(dataset, capsys):
+    from cryodiff.io.mrc import write_map
+
+    folder, _ = dataset
+    write_map(folder / "small.mrc", torch.ones(20, 20, 20), PIXEL_A)
+    code = main(["reconstruct", str(folder / "particles.star"), "--out",
+                 str(folder / "m.mrc"), "--mask", str(folder / "small.mrc")])
+    assert code == 2
+    assert "small.mrc" in capsys.readouterr().err
+    assert not (folder / "m.mrc").exists()

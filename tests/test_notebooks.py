@@ -7,6 +7,7 @@ recorded in ``run_dir/NN_name.json``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from cryodiff.notebook_runner import discover_notebooks, notebook_parameters, ru
 
 NOTEBOOKS = discover_notebooks()
 EXPECTED = {"01_simulate_projections", "02_train_diffusion", "03_denoise_and_compare",
-            "04_reconstruct_and_fsc"}
+            "04_reconstruct_and_fsc", "05_real_particles"}
 
 
 def test_no_notebook_went_missing():
@@ -35,7 +36,22 @@ def test_percent_script_and_notebook_are_in_sync(notebook):
 
 @pytest.fixture(scope="session")
 def shared_run_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("notebooks")
+    # CI keeps the executed notebooks ($CRYODIFF_NOTEBOOK_RUN_DIR) for the course site
+    kept = os.environ.get("CRYODIFF_NOTEBOOK_RUN_DIR")
+    return Path(kept) if kept else tmp_path_factory.mktemp("notebooks")
+
+
+def _check_saved_outputs(executed: Path) -> None:
+    """A saved notebook shows no widget as text: every widget output (a viewer) carries a
+    static picture, and no progress bar is left as a widget."""
+    import nbformat
+
+    for cell in nbformat.read(executed, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data:
+                assert "image/png" in data, f"a widget without a static picture: {data}"
+                assert "VBox(children" not in data.get("text/plain", "")
 
 
 def _check_summary(stem: str, summary: dict) -> None:
@@ -78,6 +94,23 @@ def _check_reconstruct(summary: dict) -> None:
         counts = summary["n_particles_by_source"]
         assert counts["same particles, raw"] == counts["denoised"] > 0
         assert nyquist <= gold["same particles, raw"] < 60
+    judged = summary["halfmap_vs_truth"]
+    # Invented detail common to both halves: the half maps claim Nyquist, the truth says no.
+    assert judged["invented detail"]["halfmap_0143_A"] <= 1.1 * nyquist
+    assert judged["invented detail"]["truth_05_A"] > 2 * judged["invented detail"]["halfmap_0143_A"]
+    assert abs(judged["noisy"]["halfmap_minus_truth_A"]) < 0.25 * judged["noisy"]["truth_05_A"]
+
+
+def _check_real(summary: dict) -> None:
+    assert summary["n_particles"] > 0 and not summary["has_poses"]  # the bundled particles
+    assert summary["pixel_size_A"] == pytest.approx(
+        summary["pixel_size_original_A"] * summary["box_original"] / summary["box"])
+    assert summary["snr_estimate"] > 0
+    assert abs(summary["simulated_snr"] / summary["snr_estimate"] - 1) < 0.25
+    assert summary["val_psnr"] > summary["val_input_psnr"]  # it learnt the matched simulation
+    assert "sr3" in summary["methods"] and "wiener" in summary["methods"]
+    assert summary["background_ratio"]["wiener"] < 1
+    assert Path(summary["denoised_star"]).is_file()
 
 
 SUMMARY_CHECKS = {
@@ -85,6 +118,7 @@ SUMMARY_CHECKS = {
     "02_train_diffusion": _check_train,
     "03_denoise_and_compare": _check_compare,
     "04_reconstruct_and_fsc": _check_reconstruct,
+    "05_real_particles": _check_real,
 }
 
 
@@ -97,3 +131,4 @@ def test_notebook_executes(notebook, shared_run_dir):
                            notebook_parameters(notebook.stem, "ci", shared_run_dir))
     assert summary, f"{notebook.stem} wrote no {notebook.stem}.json summary"
     _check_summary(notebook.stem, summary)
+    _check_saved_outputs(shared_run_dir / "executed" / notebook.name)

@@ -108,6 +108,12 @@ PRESETS: dict[str, BenchmarkConfig] = {
         n_test_2d=128, n_test_slow=32, n_test_3d=4000, train_preset="cpu-small",
         sr3_steps=(10, 50, 250), methods_3d=("lowpass", "wiener", "topaz", "noise2noise",
                                              "supervised", "cwf", "sr3")),
+    # 128² in one GPU lease (≈ 10 min per trained network, estimated from the H100 rates, see
+    # the training preset): one SNR, half of gpu-paper's test sets.
+    "gpu-medium": BenchmarkConfig(
+        preset="gpu-medium", box=128, snrs=(0.05,), n_train=20_000, n_val=256,
+        n_test_2d=256, n_test_slow=32, n_test_3d=5000, train_preset="gpu-medium",
+        sr3_steps=(10, 50, 250)),
     "gpu-paper": BenchmarkConfig(
         preset="gpu-paper", box=128, snrs=(0.1, 0.05, 0.01), n_train=50_000, n_val=512,
         n_test_2d=512, n_test_slow=64, n_test_3d=10_000, train_preset="gpu-paper",

@@ -207,7 +207,7 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
             trained_steps = int(state["step"])
     data = PairedStackData(torch.cat([condition.train.noisy, condition.val.noisy]),
                            torch.cat([condition.train.clean_ctf, condition.val.clean_ctf]),
-                           train_config)
+                           train_config, pixel_size_A=condition.pixel_size_A)
     if trained_steps < train_config.steps:  # fresh, or continue an interrupted run
         train(train_config, run_dir, data, resume=trained_steps > 0, progress=progress)
     start = time.perf_counter()

@@ -14,15 +14,22 @@ from pathlib import Path
 
 import torch
 
+from cryodiff.baselines.base import DenoisingData
 from cryodiff.benchmark.conditions import Condition, make_condition
 from cryodiff.benchmark.config import BASELINE_METHODS, BenchmarkConfig
-from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, metrics_2d,
-                                         paired_psnr_difference,
+from cryodiff.benchmark import methods as bench_methods
+from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, halfmap_fsc,
+                                         halves_denoised_apart, metrics_2d,
+                                         paired_psnr_difference, reconstruct_halves,
                                          reconstruct_split, reconstruct_with_pose_search)
 from cryodiff.benchmark.methods import (MethodOutput, noisy_output, run_baseline, run_sr3,
                                         train_sr3)
 from cryodiff.errors import CryodiffError
-from cryodiff.fsc import FscResult
+from cryodiff.fsc import FscResult, MaskedFsc
+
+# Methods whose statistics come from the very images they denoise (CWF's covariance): for
+# the half maps they are run on each half alone, or the halves would not be independent.
+TRANSDUCTIVE_METHODS = ("cwf",)
 
 
 @dataclass
@@ -35,6 +42,8 @@ class ConditionResult:
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     fsc_curves: dict[str, FscResult] = field(default_factory=dict)
     fsc_curves_pose_search: dict[str, FscResult] = field(default_factory=dict)
+    fsc_curves_halfmap: dict[str, MaskedFsc] = field(default_factory=dict)
+    halfmap_images: dict[str, torch.Tensor | None] = field(default_factory=dict)
     train_seconds: float | None = None
 
 
@@ -45,7 +54,9 @@ def _row(output: MethodOutput, condition: Condition) -> dict:
     return {"method": output.method, "family": output.family, "map": condition.map_name,
             "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
             "seconds_per_image": finite_or_none(output.seconds_per_image),
-            "fsc_0143_A": None, "fsc_05_A": None, "fsc_0143_A_pose_search": None,
+            "fsc_0143_A": None, "fsc_05_A": None, "fsc_halfmap_0143_A": None,
+            "halfmap_minus_truth_A": None, "fsc_halfmap_unmasked_0143_A": None,
+            "halfmap_randomized_fsc": None, "fsc_0143_A_pose_search": None,
             "median_pose_error_deg": None, "psnr_gain_db": None, "psnr_vs_best_db": None,
             "psnr_vs_best_sem": None, "n_test_2d": None,
             "n_test_3d": None, "fit_seconds": finite_or_none(output.fit_seconds),
@@ -65,20 +76,64 @@ def _pose_search(result: ConditionResult, method: str, images: torch.Tensor,
     return {"fsc_0143_A_pose_search": curve.resolution_0143_A, "median_pose_error_deg": error}
 
 
+def _three_d(result: ConditionResult, method: str, images: torch.Tensor,
+              config: BenchmarkConfig) -> dict:
+    """Full map against the truth and gold-standard half maps for one 3D set: fills the maps
+    and curves of ``result`` and returns the row keys."""
+    condition = result.condition
+    test, px, truth = condition.test, condition.pixel_size_A, condition.volume
+    apart = result.halfmap_images.get(method)
+    halves = reconstruct_halves(images if apart is None else apart, test, px, config.seed)
+    volume = halves.volume if apart is None else reconstruct_split(images, test, px)
+    curve = fsc_to_truth(volume, truth, px)
+    gold = halfmap_fsc(halves, config.seed)
+    result.maps[method] = volume
+    result.fsc_curves[method] = curve
+    result.fsc_curves_halfmap[method] = gold
+    claimed = gold.corrected.resolution_0143_A
+    return {"fsc_0143_A": curve.resolution_0143_A, "fsc_05_A": curve.resolution_05_A,
+            "fsc_halfmap_0143_A": claimed,
+            "halfmap_minus_truth_A": claimed - curve.resolution_05_A,
+            "fsc_halfmap_unmasked_0143_A": gold.unmasked.resolution_0143_A,
+            "halfmap_randomized_fsc": gold.randomized_at_resolution()}
+
+
+def halfmap_inputs(result: ConditionResult, config: BenchmarkConfig) -> None:
+    """Denoise the 3D set of each :data:`TRANSDUCTIVE_METHODS` row one half at a time into
+    ``result.halfmap_images`` (fitted as :func:`run_baseline` fits it); a failure leaves
+    the row's half maps out and says so in its note."""
+    condition = result.condition
+    test, val = condition.test, condition.val
+    for output in result.outputs:
+        if (output.method not in TRANSDUCTIVE_METHODS or output.images is None
+                or len(output.images) != len(test)):
+            continue
+        try:
+            baseline = bench_methods.make_baseline(output.method)
+            baseline.fit(DenoisingData(noisy=val.noisy, clean_ctf=val.clean_ctf,
+                                       clean=val.clean, ctf=val.ctf_grid,
+                                       noisy_pair=val.noisy_pair,
+                                       pixel_size_A=condition.pixel_size_A))
+            result.halfmap_images[output.method] = halves_denoised_apart(
+                baseline.denoise, test.noisy, test.ctf_grid, config.seed)
+            output.note += ("; " if output.note else "") + \
+                "half maps: each half denoised on its own"
+        except Exception as error:  # the full-map row stays; its half maps are omitted
+            output.note += ("; " if output.note else "") + f"half maps not measured: {error}"
+            result.halfmap_images[output.method] = None
+
+
 def score(result: ConditionResult, config: BenchmarkConfig,
           log: Callable[[str], None] = print) -> None:
     """Fill ``result.rows`` (2D metrics, 3D FSC at known and searched poses), ``maps`` and the
     FSC curves."""
     condition, test = result.condition, result.condition.test
     px, truth = condition.pixel_size_A, condition.volume
-    clean = reconstruct_split(test.clean_ctf, test, px)
-    result.maps = {"truth": truth, "clean": clean}
-    result.fsc_curves = {"clean": fsc_to_truth(clean, truth, px)}
+    result.maps = {"truth": truth}
     reference = {"method": "clean", "family": "reference", "map": condition.map_name,
                  "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
                  "seconds_per_image": None,
-                 "fsc_0143_A": result.fsc_curves["clean"].resolution_0143_A,
-                 "fsc_05_A": result.fsc_curves["clean"].resolution_05_A,
+                 **_three_d(result, "clean", test.clean_ctf, config),
                  "fsc_0143_A_pose_search": None, "median_pose_error_deg": None,
                  "psnr_gain_db": None, "psnr_vs_best_db": None, "psnr_vs_best_sem": None,
                  "n_test_2d": None, "n_test_3d": len(test),
@@ -94,18 +149,21 @@ def score(result: ConditionResult, config: BenchmarkConfig,
             noisy_psnr = metrics_2d(test.noisy[:n], test.clean_ctf[:n], px)["psnr"]
             row["psnr_gain_db"] = row["psnr"] - noisy_psnr
             if len(output.images) == len(test):
-                volume = reconstruct_split(output.images, test, px)
-                curve = fsc_to_truth(volume, truth, px)
-                result.maps[output.method] = volume
-                result.fsc_curves[output.method] = curve
-                row |= {"fsc_0143_A": curve.resolution_0143_A, "fsc_05_A": curve.resolution_05_A,
-                        "n_test_3d": len(test)}
+                row |= _three_d(result, output.method, output.images, config)
+                row["n_test_3d"] = len(test)
+                if output.method in result.halfmap_images \
+                        and result.halfmap_images[output.method] is None:
+                    for key in ("fsc_halfmap_0143_A", "halfmap_minus_truth_A",
+                                "fsc_halfmap_unmasked_0143_A", "halfmap_randomized_fsc"):
+                        row[key] = None
+                    result.fsc_curves_halfmap.pop(output.method, None)
                 row |= _pose_search(result, output.method, output.images, config)
         result.rows.append({k: finite_or_none(v) if isinstance(v, float) else v
                             for k, v in row.items()})
         if output.method == "noisy":
             result.rows.append(reference)
         log(f"  {output.method:<16} {output.status:<8} PSNR {row['psnr']}  FSC {row['fsc_0143_A']}"
+            f"  half maps {row['fsc_halfmap_0143_A']}"
             f"  FSC (pose search) {row['fsc_0143_A_pose_search']}")
     _compare_with_best(result, config)
 
@@ -164,6 +222,7 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
         outputs.append(MethodOutput("sr3+pp", "sr3+pp", None, status="skipped",
                                     note=NOT_REQUESTED))
     result = ConditionResult(condition, outputs, train_seconds=train_seconds)
+    halfmap_inputs(result, config)
     score(result, config, log)
     return result
 

@@ -1,4 +1,5 @@
-"""``cryodiff benchmark``: compare cryodiff with every baseline in 2D and 3D (issue 5)."""
+"""``cryodiff benchmark``: compare cryodiff with every baseline in 2D and 3D (issue 5), or on
+real particles against their closest projections (``--particles STAR --map MAP``)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,36 @@ import shlex
 import sys
 from pathlib import Path
 
+from cryodiff.cli.arguments import device, nonnegative_int
 from cryodiff.errors import CryodiffError
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="ci", help="ci (default), cpu-small or gpu-paper")
+    parser.add_argument("--preset", default="ci",
+                        help="ci (default), cpu-small, gpu-medium or gpu-paper")
     parser.add_argument("--map", nargs="+", metavar="PATH|phantom",
                         help="map(s) to simulate from (default: the preset's, the phantom)")
-    parser.add_argument("--pixel-size", type=float, metavar="A",
-                        help="pixel size of --map in Å (needed when its header has none)")
+    parser.add_argument("--pixel-size", "--map-pixel-size", dest="pixel_size", type=float,
+                        metavar="A", help="pixel size of --map in Å (needed when its header "
+                                          "has none)")
+    parser.add_argument("--particles", metavar="REAL.star",
+                        help="score on these real particles (refined poses needed) against "
+                             "their closest projections through the one --map; learnt "
+                             "methods train on a matched simulation (see --training)")
+    parser.add_argument("--training", metavar="DIR",
+                        help="with --particles: a simulated folder at the preset's box to "
+                             "train and fit the methods on (default: a matched simulation of "
+                             "the particles, `simulate --like`, made in OUT/work)")
+    parser.add_argument("--n-particles", type=int, metavar="N",
+                        help="with --particles: how many to score (default: the preset's "
+                             "n_test_2d)")
     parser.add_argument("--snr", nargs="+", type=float, metavar="S",
                         help="total SNR(s) (default: the preset's)")
     parser.add_argument("--out", default="benchmark_out", metavar="DIR",
                         help="output folder (results.json, results.md, figures); run the "
                              "same command again to resume an interrupted run (trained "
                              "networks in DIR/work are reused)")
-    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", type=device, help="auto (default), cpu, cuda, cuda:N or mps")
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--skip", nargs="+", default=[], metavar="METHOD",
                         help="methods to leave out (they appear in the table as skipped)")
@@ -32,7 +47,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="RUN|CKPT",
                         help="use this trained SR3 run instead of training one per condition")
     parser.add_argument("--train-steps", type=int, help="optimiser steps of every trained method")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=nonnegative_int)
     parser.add_argument("--sampler", choices=("ddpm", "ddim"),
                         help="SR3 sampler for the SR3 rows (default ddpm)")
     parser.add_argument("--save-denoised", action="store_true",
@@ -83,10 +98,37 @@ def main(args: argparse.Namespace) -> int:
         raise CryodiffError("checkpoint not found", path=args.checkpoint)
     command = "cryodiff " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if Path(sys.argv[0]).name in ("cryodiff", "__main__.py") else None
+    if args.particles is not None:
+        return _main_real(args, config, command)
+    if args.training is not None or args.n_particles is not None:
+        raise CryodiffError("--training and --n-particles go with --particles")
     rows = run_benchmark(config, args.out, checkpoint=args.checkpoint, command=command,
                          progress=not args.no_progress, save_denoised=args.save_denoised)
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"cryodiff: {ok} method rows measured, "
           f"{sum(r['status'] in ('skipped', 'failed') for r in rows)} skipped/failed; "
           f"table in {Path(args.out) / 'results.md'}")
+    return 0
+
+
+def _main_real(args: argparse.Namespace, config, command: str | None) -> int:
+    """``--particles STAR --map MAP``: every method on real particles (2D scores only)."""
+    from cryodiff.benchmark.real import run_real_benchmark
+
+    if not Path(args.particles).is_file():
+        raise CryodiffError("particles not found", path=args.particles)
+    if not args.map or len(args.map) != 1 or args.map[0] == "phantom":
+        raise CryodiffError("--particles needs the one map they were refined against (--map "
+                            "MAP.mrc)")
+    if args.training is not None and not Path(args.training).is_dir():
+        raise CryodiffError("training folder not found", path=args.training)
+    if args.n_particles is not None and args.n_particles < 1:
+        raise CryodiffError(f"--n-particles must be positive, got {args.n_particles}")
+    rows = run_real_benchmark(args.particles, args.map[0], config, args.out,
+                              training_dir=args.training, n_particles=args.n_particles,
+                              map_pixel_size_A=args.pixel_size, checkpoint=args.checkpoint,
+                              command=command, progress=not args.no_progress)
+    ok = sum(r["status"] == "ok" for r in rows)
+    print(f"cryodiff: {ok} method rows scored on real particles; table in "
+          f"{Path(args.out) / 'results.md'}")
     return 0

@@ -19,6 +19,9 @@ def main(args: argparse.Namespace) -> int:
     from cryodiff.benchmark.combine import combined_markdown, load_rows
     from cryodiff.io.atomic import write_json_atomic, write_text_atomic
 
+    from cryodiff.io.outputs import check_outputs
+
+    check_outputs([p for p in (args.out, args.json) if p is not None], inputs=args.runs)
     rows = load_rows(args.runs)
     text = combined_markdown(rows)
     if args.out is None:

@@ -3,40 +3,100 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
+from cryodiff.cli.arguments import device, nonnegative_int, positive_int
 from cryodiff.errors import CryodiffError
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT.star|INPUT.mrcs", help="particles to denoise")
     parser.add_argument("--checkpoint", required=True, metavar="RUN|CKPT",
-                        help="a run folder (its latest checkpoint) or a checkpoint file")
+                        help="a run folder (its latest checkpoint) or a checkpoint file; its "
+                             "box and pixel size must be the particles'")
     parser.add_argument("--out", required=True, metavar="OUT.mrcs",
                         help="denoised stack; OUT_std.mrcs with --samples > 1; OUT.star for "
-                             "STAR input (without CTF columns when the model restores the "
-                             "CTF, i.e. was trained with --target clean)")
-    parser.add_argument("--steps", type=int,
+                             "STAR input: the input's optics table and particle columns with "
+                             "rlnImageName pointing at OUT.mrcs (without the per-particle "
+                             "CTF columns when the model restores the CTF, i.e. was trained "
+                             "with --target clean)")
+    parser.add_argument("--steps", type=positive_int,
                         help="sampling steps (default: the post-processor's training steps "
                              "when it is used, else 100)")
     parser.add_argument("--sampler", choices=("ddpm", "ddim"),
                         help="default: the post-processor's sampler when it is used, else ddpm")
-    parser.add_argument("--samples", type=int, default=1,
+    parser.add_argument("--samples", type=positive_int, default=1,
                         help="samples per particle; K > 1 writes the mean and a std map")
+    parser.add_argument("--sigma-scale", type=float, default=1.0, metavar="S",
+                        help="multiply the std map by S (a recalibration factor fitted on "
+                             "held-out particles, see benchmarks/calibration.py; default 1: "
+                             "the raw spread of the samples)")
+    parser.add_argument("--sigma-floor", type=float, default=0.0, metavar="TAU",
+                        help="write sqrt((S*std)^2 + TAU^2) instead (TAU in the output's "
+                             "units; fitted with S, see benchmarks/calibration.py)")
     parser.add_argument("--no-postprocess", action="store_true",
                         help="do not apply the post-processing U-Net")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-scale", action="store_true",
+                        help="feed the images in their own grey levels (they come from the "
+                             "training simulation); by default each image is mapped to the "
+                             "training data's mean and std and the output mapped back")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--device", type=device, default="auto")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+
+
+def _star_batches(source: Path, batch_size: int):
+    """``(particles, batches, n, box, pixel_size_A)`` of a STAR file (one pixel size)."""
+    from cryodiff.io.images import iter_image_batches
+    from cryodiff.io.star import read_particles
+
+    particles = read_particles(source)
+    sizes = np.unique(particles.pixel_size_A)
+    if len(sizes) > 1:
+        raise CryodiffError(f"particles have several pixel sizes {sizes.tolist()} Å; denoise "
+                            "each optics group with a model trained at its pixel size",
+                            path=source)
+    pixel_size_A = float(sizes[0]) if len(sizes) else None
+    return (particles, iter_image_batches(particles, batch_size), len(particles), particles.box,
+            pixel_size_A)
+
+
+def _stack_batches(source: Path, batch_size: int):
+    """``(None, batches, n, box, pixel_size_A)`` of an MRC stack."""
+    from cryodiff.io.mrc import StackFile, stack_info
+
+    n, box, pixel_size_A = stack_info(source)
+
+    def batches():
+        with StackFile(source) as stack:
+            for start in range(0, n, batch_size):
+                idx = np.arange(start, min(start + batch_size, n))
+                yield idx, stack.read(idx)
+
+    return None, batches(), n, box, pixel_size_A
+
+
+def _check_outputs(args, source: Path, out: Path, particles, n: int) -> None:
+    """No output may replace an input (the STAR, its stacks, the checkpoint); no empty input."""
+    from cryodiff.io.outputs import check_outputs
+
+    if n == 0:
+        raise CryodiffError("no images to denoise", path=source)
+    outputs = [out, *([out.with_name(out.stem + "_std.mrcs")] if args.samples > 1 else []),
+               *([out.with_suffix(".star")] if particles is not None else [])]
+    stacks = set(particles.image_paths) if particles is not None else set()
+    check_outputs(outputs, inputs=[source, args.checkpoint, *stacks])
 
 
 def main(args: argparse.Namespace) -> int:
-    from cryodiff.denoise import denoise_with, load_denoiser
-    from cryodiff.io.mrc import StackWriter, stack_info
+    from cryodiff.denoise import check_particles_fit, denoise_with, load_denoiser
+    from cryodiff.io.mrc import StackWriter
+    from cryodiff.io.star_write import write_derived_particles
     from cryodiff.training.loop import select_device
+    from cryodiff.uncertainty import recalibrate
 
     source, out = Path(args.input), Path(args.out)
     if not source.is_file():
@@ -45,78 +105,41 @@ def main(args: argparse.Namespace) -> int:
         raise CryodiffError("the output must be an .mrcs stack", path=out)
     if args.samples < 1 or args.batch_size < 1:
         raise CryodiffError("--samples and --batch-size must be at least 1")
+    if not (args.sigma_scale > 0 and np.isfinite(args.sigma_scale)):
+        raise CryodiffError(f"--sigma-scale must be a positive number, got {args.sigma_scale}")
+    if not (args.sigma_floor >= 0 and np.isfinite(args.sigma_floor)):
+        raise CryodiffError(f"--sigma-floor must be a number ≥ 0, got {args.sigma_floor}")
+    read = _star_batches if source.suffix == ".star" else _stack_batches
+    particles, batches, n, box, pixel_size_A = read(source, args.batch_size)
+    _check_outputs(args, source, out, particles, n)
     denoiser = load_denoiser(args.checkpoint, select_device(args.device))
+    check_particles_fit(denoiser, box, pixel_size_A, source)
     use_post = denoiser.postprocessor is not None and not args.no_postprocess
     steps = args.steps or (denoiser.config.post_sampling_steps if use_post else 100)
     sampler = args.sampler or (denoiser.config.post_sampler if use_post else "ddpm")
+    header_A = pixel_size_A if pixel_size_A is not None and pixel_size_A > 0 else 1.0
 
-    if source.suffix == ".star":
-        from cryodiff.io.images import iter_image_batches
-        from cryodiff.io.star import read_particles, write_particles
-
-        particles = read_particles(source)
-        batches = iter_image_batches(particles, args.batch_size)
-        n, box, pixel_size_A = len(particles), particles.box, float(particles.pixel_size_A[0])
-    else:
-        from cryodiff.io.mrc import StackFile
-
-        n, box, pixel_size_A = stack_info(source)
-        particles = None
-
-        def read_batches():
-            with StackFile(source) as stack:
-                for start in range(0, n, args.batch_size):
-                    idx = np.arange(start, min(start + args.batch_size, n))
-                    yield idx, stack.read(idx)
-
-        batches = read_batches()
-
-    std_path = out.with_name(out.stem + "_std.mrcs")
-    with StackWriter(out, box, pixel_size_A) as mean_writer, \
-            (StackWriter(std_path, box, pixel_size_A) if args.samples > 1 else _Null()) as std_writer:
+    with contextlib.ExitStack() as files:
+        mean_writer = files.enter_context(StackWriter(out, box, header_A))
+        std_writer = None
+        if args.samples > 1:
+            std_path = out.with_name(out.stem + "_std.mrcs")
+            std_writer = files.enter_context(StackWriter(std_path, box, header_A))
         for number, (_, images) in enumerate(batches):
             result = denoise_with(denoiser, images, steps=steps, sampler=sampler,
                                   n_samples=args.samples, postprocess=use_post,
-                                  batch_size=args.batch_size, seed=args.seed + number)
+                                  batch_size=args.batch_size, seed=args.seed + number,
+                                  match_scale=not args.keep_scale)
             mean_writer.write(result.mean)
-            if result.std is not None:
-                std_writer.write(result.std)
+            if std_writer is not None:
+                std_writer.write(recalibrate(result.std, args.sigma_scale, args.sigma_floor))
     print(f"cryodiff: denoised {n} particles ({sampler}, {steps} steps, "
           f"{'with' if use_post else 'without'} post-processor) -> {out}")
     if particles is not None:
         star = out.with_suffix(".star")
-        write_particles(star, denoised_particles(particles, out, denoiser.config.target))
-        note = (" (the CTF is still in the images)" if denoiser.config.target == "clean_ctf"
-                else " (CTF restored: no CTF columns, reconstruct without CTF weighting)")
+        restored = denoiser.config.target == "clean"
+        write_derived_particles(star, particles, out, drop_ctf=restored)
+        note = (" (CTF restored: no per-particle CTF columns, reconstruct without CTF "
+                "weighting)" if restored else " (the CTF is still in the images)")
         print(f"cryodiff: wrote {star}{note}")
     return 0
-
-
-def denoised_particles(particles, stack: Path, target: str):
-    """The ParticleStack for the denoised ``stack`` (particle i is image i): same poses,
-    shifts and optics; the CTF kept for the ``clean_ctf`` target and dropped for ``clean``.
-
-    A ``clean`` model has already undone the CTF, so a reconstruction must not weight by it
-    again. RELION has no label for "CTF fully corrected" (``rlnCtfDataArePhaseFlipped`` would
-    make it weight by |CTF|, ``rlnCtfDataAreCtfPremultiplied`` by CTF²), so the defocus
-    columns are removed: RELION then treats the images as CTF-free (run it with CTF
-    correction off) and `cryodiff reconstruct` skips the CTF. Voltage, Cs and amplitude
-    contrast stay in the optics table.
-    """
-    n = len(particles)
-    return dataclasses.replace(particles, image_paths=[stack.resolve()] * n,
-                               image_indices=np.arange(n),
-                               ctf=particles.ctf if target == "clean_ctf" else None)
-
-
-class _Null:
-    """Stand-in writer when no std map is written."""
-
-    def __enter__(self) -> _Null:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def write(self, images) -> None:
-        return None

@@ -3,12 +3,20 @@
 Like ``relion_project --i MAP --ang STAR --o OUT [--ctf]``: one image per particle, in STAR
 order, written as an MRC stack with the STAR's pixel size. The map is prepared once and the
 images are streamed to disk ``--batch-size`` at a time (memory stays bounded).
+
+The map's pixel size (when its header has one) must be the particles' (within
+``PIXEL_TOLERANCE``): projecting a 1 Å map onto 2 Å particles would silently scale the images.
+The output may not be the map, the STAR file or any stack it names.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from cryodiff.cli.arguments import positive_int
+
+PIXEL_TOLERANCE = 1e-3  # relative; headers store float32 and STAR files round
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +26,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output stack (.mrcs)")
     parser.add_argument("--ctf", action="store_true",
                         help="multiply each projection by its CTF from the STAR file")
-    parser.add_argument("--batch-size", type=int, default=1024, metavar="B",
+    parser.add_argument("--batch-size", type=positive_int, default=1024, metavar="B",
                         help="images projected and written per batch (default 1024)")
     parser.add_argument("--relion-odd-box", action="store_true",
                         help="for odd boxes, put the image centre at L//2+1 as relion_project "
@@ -32,13 +40,13 @@ def main(args: argparse.Namespace) -> int:
     from cryodiff.errors import CryodiffError
     from cryodiff.geometry import euler_to_matrix
     from cryodiff.io.mrc import StackWriter, read_map
+    from cryodiff.io.outputs import check_outputs
     from cryodiff.io.star import read_particles
     from cryodiff.projection import prepare_volume, project, relion_shifts_px
 
-    if args.batch_size < 1:
-        raise CryodiffError(f"--batch-size must be at least 1, got {args.batch_size}")
     volume, map_pixel_A = read_map(args.map)
     particles = read_particles(args.star)
+    check_outputs([args.out], inputs=[args.map, args.star, *set(particles.image_paths)])
     box = volume.shape[-1]
     if particles.box is not None and particles.box != box:
         raise CryodiffError(f"particle box {particles.box} does not match the map's box {box} "
@@ -49,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
     if args.ctf and particles.ctf is None:
         raise CryodiffError("--ctf needs CTF columns (rlnDefocusU, …)", path=args.star)
     pixel_A = np.array(particles.pixel_size_A, dtype=np.float64)
+    _check_pixel_sizes(map_pixel_A, pixel_A, args.map, args.star)
     out_pixel_A = float(pixel_A[0]) if len(pixel_A) else map_pixel_A
 
     rotations = euler_to_matrix(torch.from_numpy(np.asarray(particles.eulers_deg, np.float64)))
@@ -65,6 +74,22 @@ def main(args: argparse.Namespace) -> int:
                 images = _apply_particle_ctf(images, particles.ctf, rows, pixel_A[rows])
             writer.write(images)
     return 0
+
+
+def _check_pixel_sizes(map_pixel_A: float, pixel_A, map_path: Path, star: Path) -> None:
+    """The map (if its header has a pixel size) and every particle share one pixel size."""
+    from cryodiff.errors import CryodiffError
+
+    sizes = sorted(set(pixel_A.tolist()))
+    reference = map_pixel_A if map_pixel_A > 0 else sizes[0]
+    off = [s for s in sizes if abs(s - reference) > PIXEL_TOLERANCE * reference]
+    if off and map_pixel_A > 0:
+        raise CryodiffError(f"particle pixel size {off[0]:g} Å differs from the map's "
+                            f"{map_pixel_A:g} Å ({map_path}); resample the map to the "
+                            "particles' pixel size first", path=star)
+    if off:
+        raise CryodiffError(f"particles have several pixel sizes ({sizes[0]:g} and {off[0]:g} "
+                            "Å); project each optics group separately", path=star)
 
 
 def _apply_particle_ctf(images, ctf, rows: slice, pixel_A):

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cryodiff.cli.arguments import device, nonnegative_int, positive_float, positive_int
 from cryodiff.errors import CryodiffError
 
 
@@ -16,19 +17,38 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="simulate training pairs on the fly from this map (or the phantom)")
     parser.add_argument("--out", required=True, metavar="RUN",
                         help="run folder (checkpoints, config.json, metrics)")
-    parser.add_argument("--preset", default="ci", help="ci, cpu-small or gpu-paper (default ci)")
-    parser.add_argument("--steps", type=int, help="total training steps (overrides the preset)")
+    parser.add_argument("--preset", default="ci",
+                        help="ci, cpu-small, gpu-medium or gpu-paper (default ci)")
+    parser.add_argument("--steps", type=positive_int,
+                        help="total training steps (overrides the preset)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its latest checkpoint")
     parser.add_argument("--postprocess", action="store_true",
                         help="after training, train the post-processing U-Net")
-    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=int, help="images per step and process")
-    parser.add_argument("--snr", type=float, help="SNR of pairs simulated with --map")
+    parser.add_argument("--device", type=device, help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--batch-size", type=positive_int, help="images per step and process")
+    parser.add_argument("--snr", type=positive_float, help="SNR of pairs simulated with --map")
     parser.add_argument("--target", choices=("clean_ctf", "clean"),
                         help="clean_ctf: denoise only (default); clean: also undo the CTF")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=nonnegative_int)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--compile", choices=("none", "default", "reduce-overhead", "max-autotune"),
+                        help="torch.compile the training step (reduce-overhead: CUDA graphs, "
+                             "for small models on a GPU); default none")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="NHWC memory layout (faster convolutions on tensor-core GPUs)")
+    parser.add_argument("--simulate-on-device", action=argparse.BooleanOptionalAction,
+                        default=None, help="with --map: simulate the pairs on the GPU")
+    like = parser.add_argument_group("matched to real particles")
+    like.add_argument("--like", metavar="STAR",
+                      help="first simulate pairs like these real particles from --map (an MRC "
+                      "map) into RUN/data (`cryodiff simulate --like`), then train on them")
+    like.add_argument("--n", type=int, default=2000, metavar="N",
+                      help="particles to simulate with --like (default 2000)")
+    like.add_argument("--particle-diameter", type=float, metavar="A",
+                      help="particle diameter in Å (noise from the background: STAR without poses)")
+    like.add_argument("--map-pixel-size", type=float, metavar="A",
+                      help="pixel size of --map in Å (overrides its header)")
 
 
 def _config(args: argparse.Namespace):
@@ -42,10 +62,31 @@ def _config(args: argparse.Namespace):
             base = TrainConfig.from_json(saved.read_text())
         except (json.JSONDecodeError, TypeError) as error:
             raise CryodiffError(f"unreadable config ({error})", path=saved) from None
-        return with_overrides(base, steps=args.steps, device=args.device)
+        return with_overrides(base, steps=args.steps, device=args.device, compile=args.compile,
+                              channels_last=args.channels_last,
+                              simulate_on_device=args.simulate_on_device)
     return with_overrides(get_preset(args.preset), steps=args.steps, device=args.device,
                           batch_size=args.batch_size, snr=args.snr, target=args.target,
-                          seed=args.seed)
+                          seed=args.seed, compile=args.compile,
+                          channels_last=args.channels_last,
+                          simulate_on_device=args.simulate_on_device)
+
+
+def _simulate_like(args: argparse.Namespace) -> Path:
+    """RUN/data simulated like ``--like`` (kept when resuming a run that already has it)."""
+    from cryodiff.simulate_like import simulate_like
+
+    if args.map is None or args.map == "phantom":
+        raise CryodiffError("--like needs --map: an MRC map of the particles' molecule")
+    if args.n < 1:
+        raise CryodiffError(f"--n must be a positive number of particles, got {args.n}")
+    data_dir = Path(args.out) / "data"
+    if args.resume and (data_dir / "simulation.json").is_file():
+        return data_dir
+    simulate_like(args.like, args.map, data_dir, args.n, seed=args.seed or 0,
+                  particle_diameter_A=args.particle_diameter,
+                  map_pixel_size_A=args.map_pixel_size, progress=not args.no_progress)
+    return data_dir
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,8 +97,14 @@ def main(args: argparse.Namespace) -> int:
 
     if args.data is None and args.map is None:
         raise CryodiffError("give the training data with --data DIR or --map PATH|phantom")
+    from cryodiff.io.outputs import check_outputs
+
+    check_outputs(folder=args.out)
     config = _config(args)
-    data = open_training_data(config, data_dir=args.data, map_spec=args.map)
+    if args.like is not None:
+        data = open_training_data(config, data_dir=_simulate_like(args))
+    else:
+        data = open_training_data(config, data_dir=args.data, map_spec=args.map)
     if data.box != config.box:
         print(f"cryodiff: the data are {data.box} px; using box {data.box} "
               f"(the preset says {config.box})")

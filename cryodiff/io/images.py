@@ -1,7 +1,9 @@
 """Loading the particle images a STAR file points to, all at once or in batches.
 
 Each stack is memory-mapped and only the requested images are read, so iterating over a large
-dataset holds one batch in memory. The images' box is checked against the STAR's.
+dataset holds one batch in memory. The images' box is checked against the STAR's, and an
+image with a NaN or infinite pixel is refused (:func:`nonfinite_particles` finds them all, for
+callers that offer to skip them).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 
 from cryodiff.errors import CryodiffError
-from cryodiff.io.mrc import StackFile
+from cryodiff.io.mrc import StackFile, nonfinite_images
 from cryodiff.io.star import ParticleStack
 
 # RELION data sets may spread particles over thousands of per-micrograph stacks; keeping a
@@ -50,7 +52,7 @@ class _OpenStacks:
             stack.close()
         self._open.clear()
 
-    def load(self, indices: np.ndarray) -> torch.Tensor:
+    def load(self, indices: np.ndarray, check_finite: bool = True) -> torch.Tensor:
         """Images of the particles at ``indices`` as ``(n, L, L)`` float32, in that order."""
         particles = self._particles
         paths = [particles.image_paths[i] for i in indices]
@@ -60,7 +62,7 @@ class _OpenStacks:
         out = None
         for path, positions in groups.items():
             stack = self.get(path)
-            images = stack.read(particles.image_indices[indices[positions]])
+            images = stack.read(particles.image_indices[indices[positions]], check_finite)
             if out is None:
                 out = images.new_empty((len(indices), stack.box, stack.box))
             out[positions] = images
@@ -112,6 +114,20 @@ def iter_image_batches(particles: ParticleStack, batch_size: int,
             yield batch, stacks.load(batch)
     finally:
         stacks.close()
+
+
+def nonfinite_particles(particles: ParticleStack, batch_size: int = 256) -> np.ndarray:
+    """Positions of the particles whose image has a NaN or infinite pixel (reads them all)."""
+    positions = _positions(particles, None)
+    stacks = _OpenStacks(particles)
+    bad = []
+    try:
+        for start in range(0, len(positions), batch_size):
+            batch = positions[start:start + batch_size]
+            bad.append(batch[nonfinite_images(stacks.load(batch, check_finite=False))])
+    finally:
+        stacks.close()
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
 
 
 def check_stacks(particles: ParticleStack) -> list[Path]:

@@ -3,7 +3,9 @@
 Maps are ``(L, L, L)`` float32 tensors indexed ``[z, y, x]``; stacks are ``(N, L, L)`` indexed
 ``[image, y, x]``. Pixel sizes are in Å; ``0.0`` means the header does not record one.
 Stacks are memory-mapped, so reading a few images of a large stack touches only those images.
-Bad files raise :class:`~cryodiff.errors.CryodiffError` naming the file.
+Bad files raise :class:`~cryodiff.errors.CryodiffError` naming the file: a non-finite or negative
+pixel size in the header, a map with NaN/inf values, and images with NaN/inf pixels (checked as
+they are read, naming the first bad image) are refused.
 """
 
 from __future__ import annotations
@@ -72,10 +74,15 @@ def _open(path: str | os.PathLike, mmap: bool):
     raise CryodiffError(f"unreadable MRC file ({detail})", path=path)
 
 
-def _pixel_size(mrc) -> float:
+def _pixel_size(mrc, path: Path) -> float:
     # The header stores the float32 cell length (box x pixel size); 6 significant digits is
     # what that carries, and gives back 1.7 rather than 1.6999999284744263.
-    return float(f"{float(mrc.voxel_size.x):.6g}")
+    with np.errstate(all="ignore"):  # a NaN or zero-sized cell is reported below
+        value = float(f"{float(mrc.voxel_size.x):.6g}")
+    if not np.isfinite(value) or value < 0:
+        raise CryodiffError(f"the header's pixel size is {value:g} Å (cell length / box); "
+                            "it must be a finite number ≥ 0", path=path)
+    return value
 
 
 def _to_numpy_images(images: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -94,7 +101,7 @@ def read_map(path: str | os.PathLike) -> tuple[torch.Tensor, float]:
     """
     with _open(path, mmap=False) as mrc:
         data = np.asarray(mrc.data)
-        pixel_size_A = _pixel_size(mrc)
+        pixel_size_A = _pixel_size(mrc, Path(path))
         axis_labels = [int(mrc.header.maps), int(mrc.header.mapr), int(mrc.header.mapc)]
     if data.ndim != 3 or data.shape[0] == 1:
         raise CryodiffError(f"is a 2D image (shape {tuple(data.shape)}), not a 3D map", path=path)
@@ -142,21 +149,39 @@ class StackFile:
             raise CryodiffError(f"not a stack of square images (shape {shape})", path=path)
         self._data = data
         self.n_images, self.box = int(data.shape[0]), int(data.shape[1])
-        self.pixel_size_A = _pixel_size(self._mrc)
+        try:
+            self.pixel_size_A = _pixel_size(self._mrc, self.path)
+        except CryodiffError:
+            self._mrc.close()
+            raise
 
-    def read(self, indices: np.ndarray | list[int] | None = None) -> torch.Tensor:
-        """Images at 0-based ``indices`` (all if None) as a ``(n, L, L)`` float32 tensor."""
+    def read(self, indices: np.ndarray | list[int] | None = None,
+             check_finite: bool = True) -> torch.Tensor:
+        """Images at 0-based ``indices`` (all if None) as a ``(n, L, L)`` float32 tensor.
+
+        Raises CryodiffError naming the first image with a NaN or infinite pixel, unless
+        ``check_finite`` is False (to find such images, see :func:`nonfinite_images`).
+        """
         if indices is None:
-            return torch.from_numpy(np.array(self._data, dtype=np.float32))
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        bad = indices[(indices < 0) | (indices >= self.n_images)]
-        if bad.size:
-            raise CryodiffError(f"image {int(bad[0]) + 1} requested but the stack has only "
-                                f"{self.n_images} images", path=self.path)
-        # Sorted unique reads walk the memory map forwards; the original order is restored after.
-        unique, inverse = np.unique(indices, return_inverse=True)
-        block = np.asarray(self._data[unique], dtype=np.float32)
-        return torch.from_numpy(np.ascontiguousarray(block[inverse]))
+            unique, inverse = np.arange(self.n_images), None
+            block = np.array(self._data, dtype=np.float32)
+        else:
+            indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+            bad = indices[(indices < 0) | (indices >= self.n_images)]
+            if bad.size:
+                raise CryodiffError(f"image {int(bad[0]) + 1} requested but the stack has only "
+                                    f"{self.n_images} images", path=self.path)
+            # Sorted unique reads walk the memory map forwards; the order is restored after.
+            unique, inverse = np.unique(indices, return_inverse=True)
+            block = np.asarray(self._data[unique], dtype=np.float32)
+        if check_finite:
+            bad = nonfinite_images(block)
+            if bad.size:
+                raise CryodiffError(
+                    f"image {int(unique[bad[0]]) + 1} has NaN or infinite pixels; such images "
+                    "are refused (remove them, or use --skip-bad where a command offers it)",
+                    path=self.path)
+        return torch.from_numpy(np.ascontiguousarray(block if inverse is None else block[inverse]))
 
     def close(self) -> None:
         self._data = None
@@ -167,6 +192,16 @@ class StackFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def nonfinite_images(images: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Positions (along the first axis) of the images with any NaN or infinite pixel."""
+    images = np.asarray(images)
+    flat = images.reshape(images.shape[0], -1)
+    # In blocks of images, so the temporary mask stays small for a whole stack.
+    found = [start + np.flatnonzero(~np.isfinite(flat[start:start + 256]).all(axis=1))
+             for start in range(0, flat.shape[0], 256)]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def is_stack_file(path: str | os.PathLike) -> bool:
@@ -202,13 +237,26 @@ def describe_mrc(path: str | os.PathLike) -> dict:
 
 
 def _statistics(data: np.ndarray) -> dict:
+    """min, max, mean of the finite values (None when there are none: JSON null, not inf),
+    and, when there are any, the count of NaN/inf values and of images holding them."""
     # Block by block, so a memory-mapped stack is read once without a full float64 copy.
-    low, high, total = np.inf, -np.inf, 0.0
+    low, high, total, count, bad_values, bad_images = np.inf, -np.inf, 0.0, 0, 0, 0
     for start in range(0, data.shape[0], 256):
         block = np.asarray(data[start:start + 256], dtype=np.float64)
-        low, high = min(low, block.min()), max(high, block.max())
-        total += block.sum()
-    return {"min": float(low), "max": float(high), "mean": float(total / max(data.size, 1))}
+        finite = np.isfinite(block)
+        if not finite.all():
+            bad_values += int((~finite).sum())
+            bad_images += len(nonfinite_images(block))
+        values = block[finite]
+        if values.size:
+            low, high = min(low, values.min()), max(high, values.max())
+            total += values.sum()
+            count += values.size
+    summary = ({"min": float(low), "max": float(high), "mean": float(total / count)} if count
+               else {"min": None, "max": None, "mean": None})
+    if bad_values:
+        summary |= {"nonfinite_values": bad_values, "images_with_nonfinite_values": bad_images}
+    return summary
 
 
 def stack_info(path: str | os.PathLike) -> tuple[int, int, float]:

@@ -8,6 +8,10 @@ RELION 3.0 files carry everything per particle, with the pixel size given as
 Image names ``N@stack.mrcs`` (N 1-based) are resolved relative to the STAR file's folder, or to
 the working directory where RELION's project-relative path exists there instead. Stacks are not
 opened here (a STAR may be read without its images); :mod:`cryodiff.io.images` loads them.
+
+Every value used is checked on reading (:mod:`cryodiff.io.star_checks`): finite, inside its
+physical range, required columns present (no pose column is ever assumed 0); a table without
+rows is refused. Errors name the file, the column and the first bad row.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 
 from cryodiff.ctf import CtfParams
 from cryodiff.errors import CryodiffError
+from cryodiff.io.star_checks import check_values
 from cryodiff.io.star_columns import ANGLE_COLUMNS, CTF_COLUMNS, OPTICS_CTF_FIELDS
 from cryodiff.io.star_write import write_particles
 
@@ -112,7 +117,31 @@ def _read_blocks(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         particles = candidates[0] if candidates else next(iter(blocks.values()))
     if "rlnImageName" not in particles.columns:
         raise CryodiffError("column rlnImageName is missing", path=path)
+    if len(particles) == 0:
+        raise CryodiffError("the particle table has a header but no rows", path=path)
     return particles.reset_index(drop=True), optics
+
+
+@dataclass(frozen=True, eq=False)
+class _Table:
+    """The merged particle table, where each column came from (for error messages)."""
+
+    frame: pd.DataFrame
+    path: Path
+    group: np.ndarray
+    optics_columns: frozenset[str]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.frame.columns
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def column(self, name: str) -> np.ndarray:
+        """Column ``name`` as float64, checked (finite, physical range)."""
+        values = _column(self.frame, name, self.path)
+        return check_values(values, name, self.path,
+                            self.group if name in self.optics_columns else None)
 
 
 def _optics_groups(particles: pd.DataFrame, optics: pd.DataFrame | None,
@@ -120,7 +149,7 @@ def _optics_groups(particles: pd.DataFrame, optics: pd.DataFrame | None,
     """Per-particle optics group and the particle table with optics columns merged in."""
     n = len(particles)
     if "rlnOpticsGroup" in particles.columns:
-        group = particles["rlnOpticsGroup"].to_numpy().astype(np.int64)
+        group = _integers(particles, "rlnOpticsGroup", path)
     elif optics is None or len(optics) == 1:
         group = np.ones(n, dtype=np.int64)
     else:
@@ -130,7 +159,7 @@ def _optics_groups(particles: pd.DataFrame, optics: pd.DataFrame | None,
         return group, particles
     if "rlnOpticsGroup" not in optics.columns:
         raise CryodiffError("the optics table has no rlnOpticsGroup column", path=path)
-    rows = optics.set_index(optics["rlnOpticsGroup"].astype(np.int64))
+    rows = optics.set_index(_integers(optics, "rlnOpticsGroup", path))
     unknown = sorted(set(np.unique(group)) - set(rows.index))
     if unknown:
         raise CryodiffError(f"optics group {unknown[0]} is used by particles but not defined "
@@ -147,6 +176,15 @@ def _column(table: pd.DataFrame, name: str, path: Path) -> np.ndarray:
         return table[name].to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
         raise CryodiffError(f"column {name} is not numeric", path=path) from None
+
+
+def _integers(table: pd.DataFrame, name: str, path: Path) -> np.ndarray:
+    values = _column(table, name, path)
+    bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+    if bad.size:
+        raise CryodiffError(f"column {name}, row {int(bad[0]) + 1}: {values[bad[0]]:g} is not "
+                            "an integer", path=path)
+    return values.astype(np.int64)
 
 
 def _parse_image_names(names: pd.Series, star_dir: Path,
@@ -184,13 +222,12 @@ def _resolve_stack(name: str, star_dir: Path) -> Path:
     return beside_star
 
 
-def _pixel_sizes(table: pd.DataFrame, image_paths: list[Path], path: Path) -> np.ndarray:
+def _pixel_sizes(table: _Table, image_paths: list[Path], path: Path) -> np.ndarray:
     n = len(table)
-    if "rlnImagePixelSize" in table.columns:
-        return _column(table, "rlnImagePixelSize", path)
-    if {"rlnDetectorPixelSize", "rlnMagnification"} <= set(table.columns):
-        return (_column(table, "rlnDetectorPixelSize", path) * 1e4
-                / _column(table, "rlnMagnification", path))
+    if "rlnImagePixelSize" in table:
+        return table.column("rlnImagePixelSize")
+    if "rlnDetectorPixelSize" in table and "rlnMagnification" in table:
+        return table.column("rlnDetectorPixelSize") * 1e4 / table.column("rlnMagnification")
     header = _first_stack_header(image_paths)
     if header is not None and header[2] > 0:
         return np.full(n, header[2])
@@ -207,9 +244,13 @@ def _first_stack_header(image_paths: list[Path]) -> tuple[int, int, float] | Non
     return stack_info(image_paths[0])
 
 
-def _box(table: pd.DataFrame, image_paths: list[Path], path: Path) -> int | None:
-    if "rlnImageSize" in table.columns:
-        sizes = np.unique(table["rlnImageSize"].to_numpy().astype(np.int64))
+def _box(table: _Table, image_paths: list[Path], path: Path) -> int | None:
+    if "rlnImageSize" in table:
+        sizes = np.unique(table.column("rlnImageSize"))
+        if not np.all(sizes == np.round(sizes)):
+            raise CryodiffError(f"column rlnImageSize holds a non-integer box {sizes[0]:g}",
+                                path=path)
+        sizes = sizes.astype(np.int64)
         if len(sizes) > 1:
             raise CryodiffError(f"particles have several box sizes {sizes.tolist()}; "
                                 "cryodiff needs one", path=path)
@@ -219,15 +260,15 @@ def _box(table: pd.DataFrame, image_paths: list[Path], path: Path) -> int | None
     return None if header is None else header[1]
 
 
-def _ctf(table: pd.DataFrame, path: Path) -> CtfParams | None:
-    if "rlnDefocusU" not in table.columns:
+def _ctf(table: _Table, path: Path) -> CtfParams | None:
+    if "rlnDefocusU" not in table:
         return None
     values = {}
     for name, (column, default) in CTF_COLUMNS.items():
-        if column == "rlnDefocusV" and column not in table.columns:
+        if column == "rlnDefocusV" and column not in table:
             column = "rlnDefocusU"  # no astigmatism recorded
-        if column in table.columns:
-            array = _column(table, column, path)
+        if column in table:
+            array = table.column(column)
         elif default is not None:
             array = np.full(len(table), default)
         else:
@@ -241,20 +282,23 @@ def read_particles(path: str | os.PathLike) -> ParticleStack:
     """Read a RELION 3.0/3.1/4/5 particle STAR file (see the module docstring)."""
     path = Path(path)
     particles, optics = _read_blocks(path)
-    group, table = _optics_groups(particles, optics, path)
+    group, merged = _optics_groups(particles, optics, path)
+    table = _Table(merged, path, group,
+                   frozenset(merged.columns) - frozenset(particles.columns))
     star_dir = Path(os.path.abspath(path)).parent
-    image_paths, image_indices = _parse_image_names(table["rlnImageName"], star_dir, path)
+    image_paths, image_indices = _parse_image_names(merged["rlnImageName"], star_dir, path)
     pixel_size_A = _pixel_sizes(table, image_paths, path)
     eulers = None
-    if any(a in table.columns for a in ANGLE_COLUMNS):
-        eulers = np.stack([_column(table, a, path) if a in table.columns
-                           else np.zeros(len(table)) for a in ANGLE_COLUMNS], axis=1)
-    if {"rlnOriginXAngst", "rlnOriginYAngst"} <= set(table.columns):
-        shifts = np.stack([_column(table, "rlnOriginXAngst", path),
-                           _column(table, "rlnOriginYAngst", path)], axis=1)
-    elif {"rlnOriginX", "rlnOriginY"} <= set(table.columns):
-        shifts = np.stack([_column(table, "rlnOriginX", path),
-                           _column(table, "rlnOriginY", path)], axis=1) * pixel_size_A[:, None]
+    if any(a in table for a in ANGLE_COLUMNS):
+        eulers = np.stack([table.column(a) for a in _all_or_none(table, ANGLE_COLUMNS)],
+                          axis=1)
+    if any(c in table for c in ("rlnOriginXAngst", "rlnOriginYAngst")):
+        shifts = np.stack([table.column(c) for c in
+                           _all_or_none(table, ("rlnOriginXAngst", "rlnOriginYAngst"))], axis=1)
+    elif any(c in table for c in ("rlnOriginX", "rlnOriginY")):
+        shifts = np.stack([table.column(c) for c in
+                           _all_or_none(table, ("rlnOriginX", "rlnOriginY"))],
+                          axis=1) * pixel_size_A[:, None]
     else:
         shifts = np.zeros((len(table), 2))
     return ParticleStack(
@@ -262,6 +306,17 @@ def read_particles(path: str | os.PathLike) -> ParticleStack:
         image_indices=image_indices, box=_box(table, image_paths, path),
         pixel_size_A=pixel_size_A, eulers_deg=eulers, shifts_A=shifts, ctf=_ctf(table, path),
         optics_group=group, table=particles, optics=optics)
+
+
+def _all_or_none(table: _Table, columns: Sequence[str]) -> Sequence[str]:
+    """``columns`` if all are present; an error naming the first missing one otherwise
+    (a missing angle or origin is never taken as 0)."""
+    missing = [c for c in columns if c not in table]
+    if missing:
+        present = next(c for c in columns if c in table)
+        raise CryodiffError(f"column {missing[0]} is missing ({present} is present); "
+                            "cryodiff does not assume 0", path=table.path)
+    return columns
 
 
 def particles_from_arrays(image_names: str | os.PathLike | Sequence[str],

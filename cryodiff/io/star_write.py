@@ -1,11 +1,14 @@
 """Write RELION 3.1 STAR files (data_optics + data_particles) from a :class:`ParticleStack`.
 
 Floats are written as their shortest decimal text so a file read back gives the same values;
-particle columns cryodiff does not know are kept.
+particle columns cryodiff does not know are kept. :func:`write_derived_particles` writes the
+STAR of a new stack made image by image from a STAR that was read (denoised or downsampled
+particles): the input's own tables, with only the image names (and the size columns) changed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -124,4 +127,66 @@ def write_particles(path: str | os.PathLike, particles: ParticleStack) -> None:
     table = pd.concat([table, extra.reset_index(drop=True)], axis=1)
     text = "# written by cryodiff\n" + _loop_text("optics", optics) + \
         _loop_text("particles", table)
+    write_text_atomic(path, text)
+
+
+# Per-particle CTF columns a model that restores the CTF (target ``clean``) makes obsolete.
+PARTICLE_CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnCtfBfactor",
+                        "rlnCtfScalefactor", "rlnPhaseShift")
+
+
+def write_derived_particles(path: str | os.PathLike, particles: ParticleStack,
+                            stack: str | os.PathLike, *, drop_ctf: bool = False,
+                            box: int | None = None, pixel_size_A: float | None = None) -> None:
+    """Write the STAR of ``stack``, whose image i was made from particle i, atomically.
+
+    A ParticleStack read from a STAR keeps that file's optics table and every particle column
+    (poses, origins, CTF, micrographs, coordinates, unknown columns) as read, in their order;
+    only ``rlnImageName`` changes, to ``000001@stack`` relative to the new STAR's folder. With
+    ``box`` (pixels) and ``pixel_size_A`` (Å) the images were resampled: ``rlnImageSize``,
+    ``rlnImagePixelSize`` (or RELION 3.0's ``rlnMagnification``) and origins in pixels
+    (``rlnOriginX/Y``) follow; origins in Å do not change. ``drop_ctf`` removes the
+    per-particle CTF columns (:data:`PARTICLE_CTF_COLUMNS`) for images whose CTF was undone;
+    voltage, Cs and amplitude contrast stay. A ParticleStack built from arrays (no table
+    read from a file) is written by :func:`write_particles` with the new image names.
+    """
+    path, n = Path(path), len(particles)
+    star_dir = Path(os.path.abspath(path)).parent
+    relative = _relative_name(Path(stack), star_dir)
+    names = [f"{i + 1:06d}@{relative}" for i in range(n)]
+    if "rlnImageName" not in particles.table.columns:
+        write_particles(path, dataclasses.replace(
+            particles, image_paths=[Path(os.path.abspath(stack))] * n,
+            image_indices=np.arange(n), box=box if box is not None else particles.box,
+            pixel_size_A=(np.full(n, float(pixel_size_A)) if pixel_size_A is not None
+                          else particles.pixel_size_A),
+            shifts_A=particles.shifts_A, ctf=None if drop_ctf else particles.ctf))
+        return
+    table = particles.table.copy()
+    table["rlnImageName"] = names
+    optics = None if particles.optics is None else particles.optics.copy()
+    old_pixel_A = particles.pixel_size_A
+    if pixel_size_A is not None:
+        ratio = old_pixel_A / float(pixel_size_A)  # new pixels per old pixel, per particle
+        for column in ("rlnOriginX", "rlnOriginY"):
+            if column in table.columns:
+                table[column] = table[column].to_numpy(np.float64) * ratio
+    for frame in (table, optics):
+        if frame is None:
+            continue
+        if box is not None and "rlnImageSize" in frame.columns:
+            frame["rlnImageSize"] = int(box)
+        if pixel_size_A is not None:
+            if "rlnImagePixelSize" in frame.columns:
+                frame["rlnImagePixelSize"] = float(pixel_size_A)
+            if "rlnMagnification" in frame.columns and frame is table:
+                frame["rlnMagnification"] = frame["rlnMagnification"].to_numpy(np.float64) \
+                    / (float(pixel_size_A) / old_pixel_A)
+    if drop_ctf:
+        table = table.drop(columns=[c for c in PARTICLE_CTF_COLUMNS if c in table.columns])
+    text = "# written by cryodiff\n"
+    if optics is not None:
+        text += _loop_text("optics", optics) + _loop_text("particles", table)
+    else:  # RELION 3.0: one data block, everything per particle
+        text += _loop_text("", table)
     write_text_atomic(path, text)

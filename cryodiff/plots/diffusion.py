@@ -68,12 +68,16 @@ def plot_reverse_process(frames: Sequence[Mapping[str, Any]], n_columns: int = 6
     steps of a trajectory from :func:`cryodiff.sampling.sample_progressive` (image ``index``
     of the batch)."""
     picks = np.unique(np.linspace(0, len(frames) - 1, n_columns).round().astype(int))
-    fig, axes = plt.subplots(2, len(picks), figsize=(2 * len(picks), 4.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(picks), figsize=(2 * len(picks), 4.6), squeeze=False)
     for column, pick in enumerate(picks):
         frame = frames[pick]
-        title = f"step {frame['step'] + 1}\n√γ̄ = {frame['sqrt_gamma']:.3f}"
+        title = f"step {frame['step'] + 1} of {len(frames)}\n√γ̄ = {frame['sqrt_gamma']:.3f}"
         _show(axes[0, column], frame["y_t"][index], title)
-        _show(axes[1, column], frame["y0"][index], "predicted y₀")
+        _show(axes[1, column], frame["y0"][index], "")
+    # Row labels at the left, not titles above the lower row (which sat on the row above).
+    for row, label in enumerate(("state y_t", "predicted ŷ₀")):
+        axes[row, 0].text(-0.08, 0.5, label, rotation=90, ha="right", va="center",
+                          transform=axes[row, 0].transAxes, fontsize=10)
     fig.suptitle("reverse process")
     fig.tight_layout()
     return fig

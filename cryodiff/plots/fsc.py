@@ -55,6 +55,22 @@ def plot_fsc(curves: Mapping[str, FscResult], threshold: float = 0.143,
     return fig
 
 
+def plot_halfmap_vs_truth(panels: Mapping[str, tuple[Mapping[str, FscResult],
+                                                    Mapping[str, FscResult]]]) -> Figure:
+    """The paper's Figure 5 measured two ways, one row per condition:
+    ``{title: (half-map curves, curves against the truth)}``, each ``{method: FscResult}``.
+
+    Left: the gold-standard half-map FSC (threshold 0.143), what a cryo-EM user reports.
+    Right: the full map against the true map (threshold 0.5, its matching criterion).
+    """
+    fig, axes = plt.subplots(len(panels), 2, squeeze=False, figsize=(12, 4.5 * len(panels)))
+    for row, (title, (halfmap, truth)) in zip(axes, panels.items()):
+        plot_fsc(halfmap, threshold=0.143, title=f"{title}: half map vs half map", ax=row[0])
+        plot_fsc(truth, threshold=0.5, title=f"{title}: full map vs true map", ax=row[1])
+    fig.tight_layout()
+    return fig
+
+
 def save_fsc_plot(path: str | os.PathLike, curves: Mapping[str, FscResult], **kwargs) -> None:
     """Write :func:`plot_fsc` to ``path`` (format from the suffix), atomically."""
     fig = plot_fsc(curves, **kwargs)

@@ -8,13 +8,23 @@ and are written atomically, so a run killed while saving leaves the previous one
 Keys: ``format``, ``cryodiff_version``, ``step``, ``config`` (JSON of
 :class:`~cryodiff.training.config.TrainConfig`), ``normalisation`` (dict of floats),
 ``model``, ``ema``, ``optimizer`` (state dicts), ``rng`` (torch CPU / CUDA generator states),
-``postprocess`` (state dict of the post-processing U-Net, or absent).
+``postprocess`` (state dict of the post-processing U-Net, or absent), ``pixel_size_A`` (Å of
+the training images; absent when unknown, e.g. in-memory pairs without one, or older runs).
+
+Loading never executes anything from the file (``weights_only=True`` refuses pickled code) and
+checks the content before use; every failure is one plain line naming the file: missing,
+unreadable, truncated, not a PyTorch file, holding objects other than tensors, not a cryodiff
+checkpoint, or with a damaged configuration, normalisation or weights.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +32,7 @@ import torch
 
 from cryodiff import __version__
 from cryodiff.errors import CryodiffError
-from cryodiff.io.atomic import atomic_path
+from cryodiff.io.atomic import atomic_path, describe_os_error
 
 FORMAT = "cryodiff-checkpoint-1"
 CHECKPOINT_DIR = "checkpoints"
@@ -85,15 +95,85 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for damaged files (even IndexError)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CryodiffError(f"not a readable checkpoint ({reason[:120]})", path=file) from None
+        raise CryodiffError(_load_failure(error), path=file) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CryodiffError(f"not a cryodiff checkpoint (expected format {FORMAT})", path=file)
     missing = [k for k in ("step", "config", "normalisation", "model", "ema") if k not in state]
     if missing:
         raise CryodiffError(f"checkpoint is missing {', '.join(missing)}", path=file)
+    _check_content(state, file)
     state["path"] = str(file)
     return state
+
+
+def _load_failure(error: Exception) -> str:
+    """Why ``torch.load`` failed, in plain words (PyTorch's own text is long and technical)."""
+    text = str(error)
+    if isinstance(error, OSError):
+        return f"not a readable checkpoint: {describe_os_error(error)}"
+    if isinstance(error, pickle.UnpicklingError) and "weights only" in text.lower():
+        return ("not a readable checkpoint: it holds Python objects other than tensors and "
+                "plain values, refused without running them (only cryodiff checkpoints load)")
+    if isinstance(error, (EOFError, zipfile.BadZipFile)) or "central directory" in text \
+            or "PytorchStreamReader" in text or "Ran out of input" in text:
+        return "not a readable checkpoint: truncated or damaged (not a complete PyTorch file)"
+    if isinstance(error, pickle.UnpicklingError) or "invalid load key" in text:
+        return "not a readable checkpoint: not a PyTorch file"
+    return f"not a readable checkpoint ({type(error).__name__})"
+
+
+def _check_content(state: dict[str, Any], file: Path) -> None:
+    """The loaded values have the types and ranges the rest of the package relies on."""
+    from cryodiff.training.config import TrainConfig
+
+    step = state["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CryodiffError("the checkpoint's step is not a count ≥ 0", path=file)
+    try:
+        TrainConfig.from_json(state["config"])
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError, CryodiffError):
+        raise CryodiffError("the checkpoint's configuration is damaged (not a cryodiff "
+                            "training configuration)", path=file) from None
+    norm = state["normalisation"]
+    keys = ("condition_mean", "condition_std", "target_mean", "target_std")
+    if (not isinstance(norm, dict) or set(norm) != set(keys)
+            or not all(isinstance(norm[k], (int, float)) and math.isfinite(norm[k])
+                       for k in keys)
+            or not (norm["condition_std"] > 0 and norm["target_std"] > 0)):
+        raise CryodiffError("the checkpoint's normalisation is damaged (needs finite means and "
+                            "positive standard deviations)", path=file)
+    for key in ("model", "ema", "postprocess"):
+        weights = state.get(key)
+        if key == "postprocess" and weights is None:
+            continue
+        if not isinstance(weights, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+            raise CryodiffError(f"the checkpoint's {key} weights are damaged (not a mapping of "
+                                "names to tensors)", path=file)
+        bad = next((k for k, v in weights.items()
+                    if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise CryodiffError(f"the checkpoint's {key} weight {bad} holds NaN or infinite "
+                                "values (the run diverged?)", path=file)
+
+
+def weights_mismatch(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
+    """Why ``weights`` do not fit ``module`` (missing/unexpected names, first wrong shape), in
+    one short line; None if they fit."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    shape = next((k for k in expected if k in weights
+                  and tuple(weights[k].shape) != tuple(expected[k].shape)), None)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (first {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
+    if shape is not None:
+        parts.append(f"{shape} has shape {tuple(weights[shape].shape)}, the model expects "
+                     f"{tuple(expected[shape].shape)}")
+    return "; ".join(parts) or None
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:

@@ -20,6 +20,9 @@ from cryodiff.models.unet import UNetConfig
 TARGETS = ("clean_ctf", "clean")
 LOSSES = ("l1", "l2")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
+# torch.compile modes for the training step ("none": eager). "reduce-overhead" records CUDA
+# graphs, which removes the per-kernel launch cost that bounds the small presets on a GPU.
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,13 @@ class TrainConfig:
     Post-processor: trained for ``post_train_steps`` on ``post_n_samples`` sampler outputs
     made with ``post_sampling_steps`` steps of ``post_sampler``.
     Runtime: ``seed``, ``device`` (``"auto"`` = CUDA > MPS > CPU), ``amp`` (``"auto"`` = bf16
-    on CUDA if supported else fp16, none on CPU/MPS).
+    on CUDA if supported else fp16, none on CPU/MPS). Speed only (a run may be resumed with
+    other values): ``channels_last`` (NHWC weights and activations, which tensor-core
+    convolutions prefer), ``compile`` (a ``torch.compile`` mode for the training step, one
+    of :data:`COMPILE_MODES`; ``"none"``, the default, runs eagerly, as CPUs should) and
+    ``simulate_on_device`` (pairs simulated on the fly are projected, CTF-modulated and
+    noise-coloured on the training device; the random draws stay on the CPU). AdamW is
+    fused into one kernel on CUDA.
     """
 
     preset: str = "custom"
@@ -79,12 +88,19 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
+    channels_last: bool = False
+    compile: str = "none"
+    simulate_on_device: bool = False
 
     def __post_init__(self) -> None:
         checks = [
             (self.target in TARGETS, f"target must be one of {TARGETS}, not {self.target!r}"),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}"),
             (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, not {self.amp!r}"),
+            (self.compile in COMPILE_MODES,
+             f"compile must be one of {COMPILE_MODES}, not {self.compile!r}"),
+            (isinstance(self.channels_last, bool) and isinstance(self.simulate_on_device, bool),
+             "channels_last and simulate_on_device must be true or false"),
             (self.val_sampler in ("ddpm", "ddim") and self.post_sampler in ("ddpm", "ddim"),
              "samplers must be 'ddpm' or 'ddim'"),
             (self.box >= 8, f"box must be at least 8 pixels, not {self.box}"),
@@ -179,8 +195,26 @@ def _gpu_paper() -> TrainConfig:
         post_train_steps=20_000, post_n_samples=8192, post_lr=1e-4, post_batch_size=32)
 
 
+def _gpu_medium() -> TrainConfig:
+    # 128² in one GPU lease: a quarter of gpu-paper's width at its depth costs 51 GFLOP per
+    # training image (forward + backward) against gpu-paper's 272; gpu-paper's measured H100
+    # rate (259 img/s, 7 % MFU) scaled by that ratio, less a margin for a smaller model's
+    # lower utilisation, puts 8,000 steps × 64 images at ≈ 10 min (not yet measured).
+    return TrainConfig(
+        preset="gpu-medium", box=128,
+        model=UNetConfig(base_channels=32, channel_mults=(1, 2, 4, 4), num_res_blocks=2,
+                         attention_resolutions=(16,), image_size=128, dropout=0.0,
+                         norm_groups=16),
+        postprocess=PostProcessConfig(base_channels=32, channel_mults=(1, 2, 2),
+                                      num_res_blocks=1, image_size=128, norm_groups=8),
+        n_val=256, lr=2e-4, warmup_steps=500, ema_decay=0.999, batch_size=64, steps=8000,
+        log_every=50, val_every=1000, val_steps=10, checkpoint_every=1000,
+        post_train_steps=2000, post_n_samples=2048, post_lr=2e-4, post_batch_size=32,
+        channels_last=True)
+
+
 PRESETS: dict[str, TrainConfig] = {"ci": _ci(), "cpu-small": _cpu_small(),
-                                   "gpu-paper": _gpu_paper()}
+                                   "gpu-medium": _gpu_medium(), "gpu-paper": _gpu_paper()}
 
 
 def get_preset(name: str) -> TrainConfig:

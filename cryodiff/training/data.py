@@ -75,13 +75,17 @@ class Normalisation:
         return cls(**{k: float(v) for k, v in data.items()})
 
 
-def augment_pairs(condition: torch.Tensor, target: torch.Tensor, generator: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_pairs(condition: torch.Tensor, target: torch.Tensor, generator: torch.Generator,
+                  shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply one random element of the dihedral group (flips, 90° rotations) per pair.
 
     ``condition``, ``target``: ``(B, L, L)``; the same transform hits both images of a pair.
+    ``shard = (rank, world)``: draw for the global batch of ``world · B`` pairs and keep rows
+    ``rank, rank + world, …`` (this rank's share, see :meth:`PairedStackData.batch_indices`).
     """
-    ops = torch.randint(0, 8, (condition.shape[0],), generator=generator).to(condition.device)
+    rank, world = shard
+    ops = torch.randint(0, 8, (condition.shape[0] * world,), generator=generator)[rank::world]
+    ops = ops.to(condition.device)
     out_c, out_t = condition.clone(), target.clone()
     for op in range(1, 8):
         sel = ops == op
@@ -100,11 +104,13 @@ class PairedStackData:
 
     A seeded permutation sets aside ``config.n_val`` pairs (at most a fifth) for validation;
     normalisation statistics use the rest. :meth:`from_folder` reads a ``cryodiff simulate``
-    folder (``particles.mrcs`` and ``clean_ctf.mrcs`` or ``clean.mrcs``).
+    folder (``particles.mrcs`` and ``clean_ctf.mrcs`` or ``clean.mrcs``). ``pixel_size_A``
+    (Å, None if unknown) is recorded in the checkpoints, so a model is applied only to
+    particles at its pixel size.
     """
 
     def __init__(self, condition: torch.Tensor, target: torch.Tensor, config: TrainConfig,
-                 source: str | os.PathLike | None = None):
+                 source: str | os.PathLike | None = None, pixel_size_A: float | None = None):
         if condition.shape != target.shape or condition.ndim != 3:
             raise CryodiffError(f"conditions {tuple(condition.shape)} and targets "
                                 f"{tuple(target.shape)} must both be (N, L, L)", path=source)
@@ -115,6 +121,7 @@ class PairedStackData:
         order = torch.randperm(n, generator=generator_for(config.seed, PURPOSE_VALIDATION))
         val, train = order[:n_val], order[n_val:]
         self.box = int(condition.shape[-1])
+        self.pixel_size_A = pixel_size_A
         self.seed = config.seed
         self.augment = config.augment
         self.train_condition, self.train_target = condition[train].float(), target[train].float()
@@ -124,7 +131,7 @@ class PairedStackData:
 
     @classmethod
     def from_folder(cls, data_dir: str | os.PathLike, config: TrainConfig) -> PairedStackData:
-        from cryodiff.io.mrc import read_stack
+        from cryodiff.io.mrc import read_stack, stack_info
 
         folder = Path(data_dir)
         if not folder.is_dir():
@@ -134,7 +141,12 @@ class PairedStackData:
             if not file.is_file():
                 raise CryodiffError(f"missing {file.name} (expected the output of "
                                     f"`cryodiff simulate`)", path=folder)
-        return cls(read_stack(files[0]), read_stack(files[1]), config, source=folder)
+        from cryodiff.io.dataset import check_dataset
+
+        check_dataset(folder, [file.name for file in files])  # interrupted or mixed runs
+        header_pixel_size_A = stack_info(files[0])[2]
+        return cls(read_stack(files[0]), read_stack(files[1]), config, source=folder,
+                   pixel_size_A=header_pixel_size_A if header_pixel_size_A > 0 else None)
 
     def fixed_pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` training pairs of a seeded order (no augmentation)."""
@@ -168,8 +180,11 @@ class PairedStackData:
         idx = self.batch_indices(step, batch_size, rank, world)
         condition, target = self.train_condition[idx], self.train_target[idx]
         if self.augment:
+            # Drawn for the global batch (rank 0's stream): DDP ranks together transform
+            # the pairs exactly as one process with the global batch would.
             condition, target = augment_pairs(
-                condition, target, generator_for(self.seed, PURPOSE_AUGMENT, step, rank))
+                condition, target, generator_for(self.seed, PURPOSE_AUGMENT, step, 0),
+                shard=(rank, world))
         return condition, target
 
 
@@ -186,6 +201,7 @@ class SimulatedData:
 
         volume, pixel_size_A = load_map_or_phantom(map_spec, config.box)
         self.box = config.box
+        self.pixel_size_A = float(pixel_size_A)
         self.seed = config.seed
         self.target = config.target
         self.augment = config.augment
@@ -200,11 +216,20 @@ class SimulatedData:
         norm_c, norm_t = self._simulate(
             n_normalisation, generator_for(config.seed, PURPOSE_VALIDATION, 1))
         self.normalisation = Normalisation.measure(norm_c, norm_t)
+        self.batch_volume = self.prepared  # training batches are projected from this copy
 
-    def _simulate(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def use_device(self, device: str | torch.device) -> None:
+        """Simulate training batches on ``device`` (projection, CTF and noise colouring run
+        there; the random draws stay on the CPU, so batches match the CPU's up to rounding).
+        Validation, normalisation and fixed pairs stay on the CPU."""
+        self.batch_volume = dataclasses.replace(self.prepared, data=self.prepared.data.to(device))
+
+    def _simulate(self, n: int, generator: torch.Generator, volume=None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         from cryodiff.simulate import simulate_batch
 
-        batch = simulate_batch(self.prepared, self.simulation, n, generator, levels=self.levels)
+        volume = self.prepared if volume is None else volume
+        batch = simulate_batch(volume, self.simulation, n, generator, levels=self.levels)
         target = batch.clean_ctf if self.target == "clean_ctf" else batch.clean
         return batch.particles.float(), target.float()
 
@@ -216,7 +241,8 @@ class SimulatedData:
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fresh ``(condition, target)`` pairs for ``(step, rank)``; ``world`` is unused
         because each rank's stream is already distinct."""
-        return self._simulate(batch_size, generator_for(self.seed, PURPOSE_BATCH, step, rank))
+        return self._simulate(batch_size, generator_for(self.seed, PURPOSE_BATCH, step, rank),
+                              self.batch_volume)
 
 
 TrainingData = PairedStackData | SimulatedData

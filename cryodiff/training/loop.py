@@ -8,7 +8,10 @@ losses and weights of an uninterrupted run exactly (on the same hardware and thr
 With ``WORLD_SIZE > 1`` in the environment (``torchrun``) the process group is initialised
 from the environment (gloo on CPU, NCCL on CUDA), the model is wrapped in
 ``DistributedDataParallel``, each rank draws its shard of the global batch, and only rank 0
-writes files.
+writes files. On-disk pairs, their augmentation and the diffusion noise are drawn for the
+global batch and sharded (rank ``r`` takes rows ``r, r + world, …``), so with dropout 0
+``N`` processes of batch ``B`` follow one process of batch ``N·B`` up to rounding
+(``tests/test_ddp.py``); pairs simulated on the fly and dropout masks are drawn per rank.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from cryodiff.io.atomic import write_json_atomic, write_text_atomic
 from cryodiff.models.unet import SR3UNet
 from cryodiff.training import checkpoint as ckpt
 from cryodiff.training.config import TrainConfig
-from cryodiff.training.data import (PURPOSE_DROPOUT, PURPOSE_INIT, PURPOSE_NOISE, Normalisation, TrainingData,
-                                    generator_for, stream_seed)
+from cryodiff.training.data import (PURPOSE_DROPOUT, PURPOSE_INIT, PURPOSE_NOISE, Normalisation,
+                                    SimulatedData, TrainingData, generator_for, stream_seed)
 
 METRIC_COLUMNS = ("step", "loss", "lr", "images_per_s", "elapsed_s",
                   "val_psnr", "val_ssim", "val_input_psnr")
@@ -139,8 +142,10 @@ def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _resumable(saved: TrainConfig, config: TrainConfig) -> bool:
-    """A run may be resumed with a different length, device or precision, nothing else."""
-    free = {"steps": config.steps, "device": config.device, "amp": config.amp}
+    """A run may be resumed with a different length, device, precision or speed options."""
+    free = {"steps": config.steps, "device": config.device, "amp": config.amp,
+            "channels_last": config.channels_last, "compile": config.compile,
+            "simulate_on_device": config.simulate_on_device}
     return saved.to_dict() | free == config.to_dict() | free
 
 
@@ -175,11 +180,17 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
     ctx = init_distributed(config.device)
     device = select_device(config.device, verbose=ctx.is_main)
     schedule = make_schedule(config.schedule, config.timesteps).to(device)
+    if config.simulate_on_device and isinstance(data, SimulatedData):
+        data.use_device(device)
     torch.manual_seed(stream_seed(config.seed, PURPOSE_INIT))  # same initial weights every run
     model = SR3UNet(config.model).to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
+    # One fused kernel for the whole update on CUDA instead of a dozen per parameter group.
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+                                  weight_decay=config.weight_decay,
+                                  **({"fused": True} if device.type == "cuda" else {}))
     normalisation = data.normalisation
     start, rows = 0, []
     if resume:
@@ -212,6 +223,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
     if ctx.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_model = model if config.compile == "none" else torch.compile(model, mode=config.compile)
     amp_dtype = autocast_dtype(config.amp, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
@@ -221,7 +233,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
         path = ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, step), {
             "step": step, "config": config.to_json(), "normalisation": normalisation.to_dict(),
             "model": raw_model.state_dict(), "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(), "rng": ckpt.rng_state()})
+            "optimizer": optimizer.state_dict(), "rng": ckpt.rng_state(),
+            **({"pixel_size_A": float(data.pixel_size_A)}
+               if getattr(data, "pixel_size_A", None) is not None else {})})
         ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
         return path
 
@@ -230,20 +244,26 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
                desc="training", unit="step", dynamic_ncols=True)
     # elapsed_s counts training time across resumes: it goes on from the last kept row.
     elapsed_before = float(rows[-1]["elapsed_s"]) if rows else 0.0
-    window_loss, window_steps, window_start, t0 = 0.0, 0, time.perf_counter(), time.perf_counter()
+    # The window's loss stays on the device until it is logged: reading it every step would
+    # make the CPU wait for the GPU, which bounds small models by launch latency.
+    window_loss = torch.zeros((), device=device)
+    window_steps, window_start, t0 = 0, time.perf_counter(), time.perf_counter()
     last_checkpoint = None
     model.train()
     for step in range(start, end):
         condition, target = data.train_batch(step, config.batch_size, ctx.rank, ctx.world)
-        condition = normalisation.condition(condition)[:, None].to(device, non_blocking=True)
-        target = normalisation.target(target)[:, None].to(device, non_blocking=True)
+        condition = normalisation.condition(condition)[:, None].to(
+            device, non_blocking=True, memory_format=memory_format)
+        target = normalisation.target(target)[:, None].to(
+            device, non_blocking=True, memory_format=memory_format)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
         # Dropout draws from the global generator: reseed it per step so resume is exact.
         torch.manual_seed(stream_seed(config.seed, PURPOSE_DROPOUT, step, ctx.rank))
         with autocast:
-            loss = diffusion_loss(model, target, condition, schedule, config.loss,
-                                  generator_for(config.seed, PURPOSE_NOISE, step, ctx.rank))
+            loss = diffusion_loss(step_model, target, condition, schedule, config.loss,
+                                  generator_for(config.seed, PURPOSE_NOISE, step, 0),
+                                  shard=(ctx.rank, ctx.world))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if config.grad_clip > 0:
@@ -252,17 +272,18 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
         scaler.step(optimizer)
         scaler.update()
         update_ema(ema, raw_model, ema_decay_at(step, config.ema_decay))
-        window_loss += float(loss.detach())
+        window_loss += loss.detach().float()
         window_steps += 1
         done = step + 1
         bar.update(1)
         if done % config.log_every == 0 or done == config.steps:
-            now = time.perf_counter()
-            mean_loss = torch.tensor(window_loss / window_steps)
+            mean_loss = window_loss / window_steps  # on the device: NCCL reduces CUDA tensors
             if ctx.world > 1:
                 dist.all_reduce(mean_loss)
                 mean_loss /= ctx.world
-            row = {"step": done, "loss": float(mean_loss), "lr": _lr_at(step, config),
+            loss_value = float(mean_loss)  # waits for the window's GPU work, timed below
+            now = time.perf_counter()
+            row = {"step": done, "loss": loss_value, "lr": _lr_at(step, config),
                    "images_per_s": window_steps * config.batch_size * ctx.world
                    / max(now - window_start, 1e-9),
                    "elapsed_s": elapsed_before + now - t0}
@@ -274,7 +295,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
                 _write_metrics(run_dir, rows)
                 if on_log is not None:
                     on_log(row)
-            window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+            window_loss, window_steps, window_start = window_loss.zero_(), 0, time.perf_counter()
         if ctx.is_main and (done % config.checkpoint_every == 0 or done == config.steps):
             last_checkpoint = save(done)
     bar.close()

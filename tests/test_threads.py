@@ -1,0 +1,150 @@
+"""The CPU thread policy: the decision function, and that the CLI and notebooks apply it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cryodiff.errors import CryodiffError
+from cryodiff.threads import PASSIVE_WAITING, choose_threads, set_passive_waiting
+
+ROOT = Path(__file__).resolve().parents[1]
+CLEARED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+           "KMP_BLOCKTIME")
+
+
+@pytest.mark.parametrize(("cores", "load", "expected"), [
+    (2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.2, 1), (2, 7.5, 1), (1, 0.0, 1),
+    (16, 0.2, 16), (16, 3.4, 13), (16, 40.0, 1)])
+def test_idle_cores_set_the_default_count(cores, load, expected):
+    choice = choose_threads(cores=cores, load=load, environ={})
+    assert choice.threads == expected
+    assert f"{cores} usable cores" in choice.reason
+
+
+def test_an_unknown_load_uses_every_core(monkeypatch):
+    import cryodiff.threads
+
+    monkeypatch.setattr(cryodiff.threads, "load_average", lambda: None)
+    assert choose_threads(cores=4, environ={}).threads == 4
+
+
+def test_the_user_choice_wins_over_the_machine():
+    assert choose_threads(3, cores=2, load=5.0, environ={"OMP_NUM_THREADS": "1"}).threads == 3
+    environ = {"OMP_NUM_THREADS": "4"}
+    assert choose_threads(cores=2, load=5.0, environ=environ) == (
+        choose_threads(cores=16, load=0.0, environ=environ))
+    assert choose_threads(cores=2, load=5.0, environ=environ).threads == 4
+    assert choose_threads(cores=2, load=0.0, environ={"OMP_NUM_THREADS": ""}).threads == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_bad_thread_counts_are_user_errors(value):
+    with pytest.raises(CryodiffError, match="OMP_NUM_THREADS"):
+        choose_threads(environ={"OMP_NUM_THREADS": value})
+    with pytest.raises(CryodiffError, match="--threads"):
+        choose_threads(0, environ={})
+
+
+def test_passive_waiting_keeps_what_the_user_set():
+    environ = {"OMP_WAIT_POLICY": "ACTIVE", "PATH": "/bin"}
+    added = set_passive_waiting(environ)
+    assert environ["OMP_WAIT_POLICY"] == "ACTIVE" and "OMP_WAIT_POLICY" not in added
+    assert environ["GOMP_SPINCOUNT"] == PASSIVE_WAITING["GOMP_SPINCOUNT"] == "0"
+    assert environ["KMP_BLOCKTIME"] == "0" and set(added) == {"GOMP_SPINCOUNT", "KMP_BLOCKTIME"}
+
+
+# Runs the CLI dispatcher in a fresh interpreter with a user's bare environment, then reports
+# what torch (imported only afterwards, as a command would) and OpenMP's variables say.
+PROBE = """
+import json, os, sys
+from cryodiff.cli import main
+code = main(sys.argv[1:])
+import torch
+print(json.dumps({"code": code, "threads": torch.get_num_threads(),
+                  "env": {k: os.environ.get(k) for k in %r}}))
+""" % (CLEARED,)
+
+
+def _probe(argv: list[str], **env: str) -> dict:
+    environ = {k: v for k, v in os.environ.items() if k not in CLEARED} | env
+    out = subprocess.run([sys.executable, "-c", PROBE, *argv], env=environ, cwd=ROOT,
+                         capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_cli_applies_threads_and_passive_waiting_before_torch_loads():
+    report = _probe(["info", str(ROOT / "tests" / "nonexistent.star"), "--threads", "2"],
+                    OMP_NUM_THREADS="1")
+    assert report["code"] == 2  # the command ran (and refused the missing file)
+    assert report["threads"] == 2  # the flag wins over the variable
+    assert report["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert report["env"]["GOMP_SPINCOUNT"] == report["env"]["KMP_BLOCKTIME"] == "0"
+    # Child processes (notebook kernels, benchmark workers) inherit the choice.
+    assert report["env"]["OMP_NUM_THREADS"] == report["env"]["MKL_NUM_THREADS"] == "2"
+
+
+@pytest.mark.slow
+def test_the_cli_honours_omp_num_threads_and_the_users_wait_policy():
+    report = _probe(["info", str(ROOT / "tests" / "nonexistent.star")],
+                    OMP_NUM_THREADS="1", OMP_WAIT_POLICY="ACTIVE")
+    assert report["threads"] == 1 and report["env"]["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+@pytest.mark.slow
+def test_the_cli_default_follows_the_decision_function():
+    """No flag, no variable: the count is choose_threads' for this machine and load (read
+    by the child a moment after this process reads it: allow one step of load change)."""
+    before = os.getloadavg()[0]
+    report = _probe(["info", str(ROOT / "tests" / "nonexistent.star")])
+    after = os.getloadavg()[0]
+    cores = len(os.sched_getaffinity(0))
+    lower = choose_threads(cores=cores, load=max(before, after) + 1, environ={}).threads
+    upper = choose_threads(cores=cores, load=max(0.0, min(before, after) - 1), environ={}).threads
+    assert lower <= report["threads"] <= upper
+
+
+def test_a_bad_thread_count_is_a_one_line_cli_error(capsys):
+    from cryodiff.cli import main
+
+    assert main(["info", "x.star", "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "cryodiff: error: --threads must be at least 1, not 0"
+
+
+def test_every_notebook_configures_threads_before_importing_torch():
+    for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        text = source.read_text()
+        assert "configure_threads()" in text, source.name
+        torch_import = text.find("import torch")
+        assert torch_import == -1 or text.index("configure_threads()") < torch_import, source.name
+
+
+def test_a_running_process_keeps_its_thread_count_unless_asked(monkeypatch):
+    """Called again once torch is loaded (the CLI from Python, a re-run notebook cell), the
+    policy leaves a computing process's count alone: results depend on it bit for bit."""
+    import torch
+
+    from cryodiff.threads import configure_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    choice = configure_threads()
+    assert choice.threads == before == torch.get_num_threads() and "kept" in choice.reason
+    assert configure_threads(before).reason == "--threads"
+    monkeypatch.setenv("OMP_NUM_THREADS", str(before))
+    assert configure_threads().reason == "OMP_NUM_THREADS"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["train", "--out", "run", "--threads", "3"], 3), (["project", "m.mrc", "--threads=2"], 2),
+    (["train", "--threads", "two"], None), (["train", "--target", "clean"], None),
+    (["train", "--thr", "2"], None)])
+def test_the_cli_reads_threads_before_importing_the_command(argv, expected):
+    from cryodiff.cli import _requested_threads
+
+    assert _requested_threads(argv) == expected

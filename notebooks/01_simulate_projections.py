@@ -42,13 +42,10 @@ from cryodiff.threads import configure_threads
 
 configure_threads()  # before torch loads: idle CPU threads sleep, never spin
 
-from pathlib import Path
-
-import matplotlib.pyplot as plt
 import torch
 
 from cryodiff.course.display import rounded
-from cryodiff.ctf import apply_ctf, ctf_2d, ctf_params
+from cryodiff.ctf import apply_ctf, ctf_2d
 from cryodiff.io.atomic import write_json_atomic
 from cryodiff.io.mrc import read_stack
 from cryodiff.io.star import read_particles

@@ -55,8 +55,6 @@ from cryodiff.threads import configure_threads
 configure_threads()  # before torch loads: idle CPU threads sleep, never spin
 
 import dataclasses
-import json
-from pathlib import Path
 
 import pandas as pd
 from IPython.display import Image, Markdown, display

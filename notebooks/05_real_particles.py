@@ -52,6 +52,7 @@ post_n_samples = 32  # SR3 samples the post-processor learns from
 sampling_steps = 10
 n_particles = None  # real particles to denoise (None: all)
 seed = 0
+show_solutions = False  # True prints the exercises' solutions (for teachers)
 
 # %%
 from cryodiff.threads import configure_threads
@@ -306,3 +307,121 @@ write_json_atomic(run / "05_real_particles.json", summary)
 # If that STAR carries refined poses, the last section scores every method against the
 # closest projections; otherwise `cryodiff benchmark --particles` needs a STAR from a
 # refinement (RELION `run_data.star`) of those particles.
+
+# %% [markdown] tags=["course"]
+# ## Exercises
+#
+# From "change a parameter and predict" to "write a function". Write your prediction down
+# *before* you check it. Each exercise cell runs as it is; set `show_solutions = True` in the
+# parameters cell to print the solutions (they live in `cryodiff/course/real.py`, where the
+# test suite checks them).
+
+# %% tags=["course"]
+from cryodiff.course import real as course
+from cryodiff.course import show_solution
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 1 — predict, then look.** The STAR gives each particle's defocus
+# (`rlnDefocusU`/`V`), voltage, Cs and amplitude contrast. At what spatial frequency (1/Å)
+# should the first zero of particle 0's CTF lie, and at what ring radius (pixels) of the raw
+# particles' power spectrum above? Is the first dark Thon ring there? Will it still be there
+# in the `box`-pixel copy the rest of the notebook works on?
+
+# %% tags=["exercise"]
+my_prediction = {"first zero (1/Å)": None, "ring radius in the raw spectrum (px)": None,
+                 "visible after cropping": None}
+if show_solutions:
+    show_solution(course.first_zero_of_particle)
+    show_solution(course.thon_ring_minimum_px)
+    zero = course.first_zero_of_particle(particles, 0)
+    seen_px = course.thon_ring_minimum_px(raw, zero["first_zero_radius_px"])
+    print(f"defocus {zero['defocus_A']:.0f} Å: first zero at {zero['first_zero_A_inv']:.4f} 1/Å "
+          f"({zero['first_zero_period_A']:.1f} Å), ring {zero['first_zero_radius_px']:.1f} px "
+          f"of the raw {particles.box}² spectrum; the darkest ring near it: {seen_px} px")
+    small_zero = course.first_zero_of_particle(particles, 0, box=box, pixel_size_A=pixel_size_A)
+    print(f"in the {box}² copy it would be ring {small_zero['first_zero_radius_px']:.1f}, "
+          f"Nyquist is ring {box // 2}")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 2 — change a parameter and predict.** The SNR above was estimated from the
+# background outside a disk of `particle_diameter_A` Å. Predict how the estimate changes if
+# the disk is half the particle's size, and if it is 15 % larger: higher, lower, unchanged?
+# Why? Then look at what the bundled particles give, and explain what you see.
+
+# %% tags=["exercise"]
+diameters_A = [f * particle_diameter_A for f in (0.5, 0.75, 1.0, 1.15)]
+my_prediction = dict.fromkeys(diameters_A)  # SNR for each diameter (Å)
+if show_solutions:
+    show_solution(course.snr_by_diameter)
+    for diameter_A, snr in course.snr_by_diameter(small, diameters_A).items():
+        print(f"particle diameter {diameter_A:.0f} Å: SNR {snr:.3g}")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 3 — write a function.** Write `background_noise_spectrum(images, radius_px)`:
+# the radial noise power spectrum of `images (N, L, L)` from the pixels outside the centred
+# disk of `radius_px` pixels (`cryodiff.masks.disk_mask`). Remove each image's background
+# mean, zero the disk, take `|FFT|²` (`cryodiff.fourier.fft2_centered`) and divide it by the
+# number of background pixels, so that white noise of variance σ² gives σ² at every
+# frequency; then average over images and rings. Compare it with `estimate.noise_spectrum`
+# (`cryodiff.noise_estimate`, which tapers its window): where do they differ, and why?
+
+# %% tags=["exercise"]
+def background_noise_spectrum(images, radius_px):
+    ...  # your code
+
+
+if show_solutions:
+    show_solution(course.background_noise_spectrum)
+    mine = course.background_noise_spectrum(small_images, radius_px)
+    plot_power_spectra({"outside the disk (hard edge)": mine,
+                        "estimate_noise (tapered window)": spectrum}, box, pixel_size_A)
+    plt.show()
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 4 — write a function.** Write `background_std(images, radius_px)`: the std of
+# the pixels outside the disk, pooled over the images after removing each image's own
+# background mean. Before you run it on the outputs above: can the Wiener filter, which keeps
+# the fraction `C²S / (C²S + N) ≤ 1` of each frequency, raise the background's std? What would
+# a ratio of 0 mean? Check that `background_std(denoised) / background_std(noisy)` gives the
+# `ratios` table.
+
+# %% tags=["exercise"]
+def background_std(images, radius_px):
+    ...  # your code
+
+
+if show_solutions:
+    show_solution(course.background_std)
+    before = course.background_std(outputs["noisy"], radius_px)
+    for name, images in outputs.items():
+        if name != "noisy":
+            print(f"{name}: {course.background_std(images, radius_px) / before:.3f} "
+                  f"(background_ratio {ratios[name]:.3f})")
+
+# %% [markdown] tags=["concept-check"]
+# ## Concept checks
+#
+# 1. The first CTF zero of these particles is near 17 Å. What happens to the Thon rings in the
+#    32² copy at 13.1 Å/px, and what does it mean for what the small model can learn about
+#    the CTF? <details><summary>Answer</summary>Fourier cropping keeps only the frequencies
+#    below the new Nyquist limit, 1/(2 × 13.1 Å) = 1/26 Å: every Thon ring is cropped away.
+#    The small copy sees only the CTF's first lobe, where it is a smooth low-frequency
+#    attenuation; correcting the CTF's sign flips is a problem only at the full size.
+#    </details>
+# 2. Why can the noise be estimated from the pixels outside the particle, and what does the
+#    estimate assume? <details><summary>Answer</summary>Outside the particle the image holds
+#    noise alone, if the particle diameter is right and nothing else (a neighbour, the edge of
+#    the box) is there. It assumes the noise is stationary — the same spectrum under the
+#    particle as around it — and uncorrelated with the signal, so that the disk's signal
+#    variance is the image's disk variance minus the noise's.</details>
+# 3. Why does the matched simulation draw its noise with the measured spectrum instead of
+#    white noise of the same variance? <details><summary>Answer</summary>A denoiser learns the
+#    statistics of the noise it was trained on. Coloured noise has more power at some
+#    frequencies than white noise of the same variance; a model trained on white noise would
+#    take that excess for signal and keep it (or over-smooth where the real noise is weaker).
+#    </details>
+# 4. A denoiser flattens the background to 10 % of its std. Is that evidence that it
+#    denoised well? <details><summary>Answer</summary>No: erasing everything, or blurring
+#    hard, flattens the background too. The ratio measures how much was removed, not whether
+#    the particle was kept; only a reference — the closest projection, which needs poses —
+#    can score fidelity (PSNR, SSIM, FRC).</details>

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,3 +102,18 @@ def start(root: Path) -> tuple[Served, http.server.ThreadingHTTPServer]:
     served.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return served, server
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: fetching from it fails at once, offline."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(root: Path) -> Iterator[Served]:
+    """Generator for a module-scoped fixture: serve ``root`` until the module's tests end."""
+    served, httpd = start(root)
+    yield served
+    httpd.shutdown()
+    httpd.server_close()

@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 
 import pytest
-from fetch_server import MAP_PATH, start
+from fetch_server import MAP_PATH, closed_port, serve
 
 from cryodiff.cli import main
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
     """Every test starts pointed at a closed local port and a temporary cache: a test that
     forgets to choose its server fails instead of reaching the real archive."""
-    monkeypatch.setenv("CRYODIFF_FETCH_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("CRYODIFF_FETCH_BASE_URL", f"http://127.0.0.1:{closed_port()}")
     monkeypatch.setenv("CRYODIFF_CACHE", str(tmp_path / "default-cache"))
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    served, httpd = start(tmp_path_factory.mktemp("archive"))
-    yield served
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serve(tmp_path_factory.mktemp("archive"))
 
 
 @pytest.fixture

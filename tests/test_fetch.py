@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import socket
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fetch_server import (EMPIAR_ROOT, MAP_BOX, MAP_PATH, MAP_PIXEL_A, PER_STACK,
-                          STACK_PIXEL_A, STAR_PATH, start)
+                          STACK_PIXEL_A, STAR_PATH, closed_port, serve)
 
 from cryodiff.errors import CryodiffError
 from cryodiff.fetch.download import HashMismatch, download, fetch_url
@@ -24,24 +23,15 @@ from cryodiff.io.mrc import read_map
 from cryodiff.io.star import read_particles
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     """No test falls back to the real archive: the default base URL is a closed local port."""
-    monkeypatch.setenv("CRYODIFF_FETCH_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("CRYODIFF_FETCH_BASE_URL", f"http://127.0.0.1:{closed_port()}")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    served, httpd = start(tmp_path_factory.mktemp("archive"))
-    yield served
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serve(tmp_path_factory.mktemp("archive"))
 
 
 def _sha256(path: Path) -> str:
@@ -100,7 +90,7 @@ def test_a_download_cut_half_way_leaves_nothing_and_the_next_run_completes(serve
 
 def test_no_network_is_one_clear_line(tmp_path):
     with pytest.raises(CryodiffError, match="cannot reach 127.0.0.1.*connection refused") as e:
-        fetch_map(MAPS["EMD-8511"], tmp_path, base_url=f"http://127.0.0.1:{_closed_port()}")
+        fetch_map(MAPS["EMD-8511"], tmp_path, base_url=f"http://127.0.0.1:{closed_port()}")
     assert "\n" not in str(e.value)
 
 

@@ -95,7 +95,7 @@ def _three_d(result: ConditionResult, method: str, images: torch.Tensor,
             "fsc_halfmap_0143_A": claimed,
             "halfmap_minus_truth_A": claimed - curve.resolution_05_A,
             "fsc_halfmap_unmasked_0143_A": gold.unmasked.resolution_0143_A,
-            "halfmap_randomized_fsc": gold.randomized_at_resolution()}
+            "halfmap_randomized_fsc": finite_or_none(gold.randomized_at_resolution())}
 
 
 def halfmap_inputs(result: ConditionResult, config: BenchmarkConfig) -> None:

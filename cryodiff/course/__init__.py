@@ -18,6 +18,7 @@ SOLUTION_MODULES = {
     "02_train_diffusion": "cryodiff.course.train",
     "03_denoise_and_compare": "cryodiff.course.compare",
     "04_reconstruct_and_fsc": "cryodiff.course.reconstruct",
+    "05_real_particles": "cryodiff.course.real",
 }
 
 

@@ -9,9 +9,10 @@ environment, as for a user who set nothing. Policies:
 * ``torch default``: torch's own choice (one thread per core, spinning OpenMP threads) —
   what cryodiff did before :mod:`cryodiff.threads`;
 * ``cryodiff``: :func:`cryodiff.threads.configure_threads` as the CLI calls it;
-* ``passive, all cores`` / ``1 thread``: what the policy picks on an idle machine and on one
-  whose load average shows other work at start-up (a busy process that starts later meets
-  the first).
+* ``passive, all cores``: two threads that sleep when idle (``OMP_WAIT_POLICY=PASSIVE``), an
+  alternative the policy does not take by default (it costs on a quiet machine);
+* ``1 thread``: what the policy picks when the load average shows other work at start-up
+  (on an idle machine it picks ``torch default``'s two threads).
 
 Loads: ``as found`` (the machine as it is: quiet, if nothing else runs) and ``+1 busy`` (one
 single-threaded Python process spinning for the whole measurement, started before the

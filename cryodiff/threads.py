@@ -5,20 +5,20 @@ When another busy process holds one of the cores, a spinning thread burns the ti
 partner needs, and every parallel region waits for the scheduler: on 2 cores, two torch
 threads trained the ``ci`` U-Net ≈ 50× slower than one thread (``docs/benchmarks.md``).
 
-The policy, in two parts:
+The policy: **count** (:func:`choose_threads`): the user's explicit request (``--threads``),
+else ``OMP_NUM_THREADS`` when set, else one thread per usable core less the cores that the
+1-minute load average shows busy at start-up (at least one): on a 2-core laptop with a busy
+browser tab that is one thread, on an idle one two. It is set (``OMP_NUM_THREADS``,
+``MKL_NUM_THREADS``) before torch is imported: by the ``cryodiff`` command before it imports
+a command module (notebook kernels started by ``cryodiff notebooks`` inherit it), and by
+:func:`configure_threads` in each notebook's first code cell. The count depends on the load,
+and results are bitwise reproducible only at one thread count: give ``--threads`` to pin it.
 
-* **Waiting** (:func:`set_passive_waiting`): ``OMP_WAIT_POLICY=PASSIVE`` (GNU, LLVM and Intel
-  OpenMP), ``GOMP_SPINCOUNT=0`` and ``KMP_BLOCKTIME=0`` make idle threads sleep instead of
-  spin. OpenMP reads them once, when the runtime loads, so they are set before torch is
-  imported: by the ``cryodiff`` command before it imports a command module (notebook
-  kernels started by ``cryodiff notebooks`` inherit them), and by :func:`configure_threads`
-  in each notebook's first code cell. A value the user set is kept.
-* **Count** (:func:`choose_threads`): the user's explicit request (``--threads``), else
-  ``OMP_NUM_THREADS`` when set, else one thread per usable core less the cores that the
-  1-minute load average shows busy at start-up (at least one): on a 2-core laptop with a
-  busy browser tab that is one thread, on an idle one two. Work that starts later is
-  covered by the passive waiting. The count depends on the load, and results are bitwise
-  reproducible only at one thread count: give ``--threads`` to pin it.
+**Waiting is left as the runtime has it.** Passive waiting (:func:`set_passive_waiting`:
+``OMP_WAIT_POLICY=PASSIVE``, ``GOMP_SPINCOUNT=0``, ``KMP_BLOCKTIME=0``) stops the collapse
+when a busy process starts *after* cryodiff, but on a quiet 2-core machine it cut ``ci``
+training from 118 to 49 images/s (``benchmarks/results/cpu_contention.md``), so it is not
+set by default; users who expect competing work later can export those variables.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def configure_threads(requested: int | None = None) -> ThreadChoice:
     """Choose the thread count (:func:`choose_threads`) and apply it.
 
     In a process that has not imported torch yet (the ``cryodiff`` command, a notebook's first
-    cell) this sets passive waiting and ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, which torch,
+    cell) this sets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, which torch,
     MKL and OpenMP read when they load and which child processes and notebook kernels
     inherit. Once torch is loaded (the CLI called from Python, a re-run cell) only an explicit
     request (``requested`` or ``OMP_NUM_THREADS``) changes torch's count: a process that has
@@ -123,7 +123,6 @@ def configure_threads(requested: int | None = None) -> ThreadChoice:
     """
     if "torch" not in sys.modules:
         choice = choose_threads(requested)
-        set_passive_waiting()
         for name in THREAD_VARIABLES:
             os.environ[name] = str(choice.threads)
         return choice

@@ -44,7 +44,7 @@ show_solutions = False  # True prints the exercises' solutions (for teachers)
 # %%
 from cryodiff.threads import configure_threads
 
-configure_threads()  # before torch loads: idle CPU threads sleep, never spin
+configure_threads()  # before torch loads: one thread per idle core (cryodiff/threads.py)
 
 import json
 from pathlib import Path
@@ -74,7 +74,7 @@ out_dir.mkdir(parents=True, exist_ok=True)
 if not (data_dir / "particles.star").exists():
     volume, pixel_size_A = load_map_or_phantom("phantom", box)
     config = SimulationConfig(box=box, n_particles=n_particles, snr=snr, seed=seed)
-    simulate_dataset(volume, pixel_size_A, config, data_dir, map_source="phantom")
+    simulate_dataset(volume, pixel_size_A, config, data_dir, map_source="phantom", progress=False)
 summary = json.loads((data_dir / "simulation.json").read_text())
 truth, pixel_size_A = load_map_or_phantom(summary["map_source"], summary["box"],
                                           pixel_size_A=summary["pixel_size_A"]

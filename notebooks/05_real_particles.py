@@ -57,7 +57,7 @@ show_solutions = False  # True prints the exercises' solutions (for teachers)
 # %%
 from cryodiff.threads import configure_threads
 
-configure_threads()  # before torch loads: idle CPU threads sleep, never spin
+configure_threads()  # before torch loads: one thread per idle core (cryodiff/threads.py)
 
 import dataclasses
 import json

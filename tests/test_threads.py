@@ -78,13 +78,13 @@ def _probe(argv: list[str], **env: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_the_cli_applies_threads_and_passive_waiting_before_torch_loads():
+def test_the_cli_applies_threads_before_torch_loads_and_leaves_waiting_alone():
     report = _probe(["info", str(ROOT / "tests" / "nonexistent.star"), "--threads", "2"],
                     OMP_NUM_THREADS="1")
     assert report["code"] == 2  # the command ran (and refused the missing file)
     assert report["threads"] == 2  # the flag wins over the variable
-    assert report["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert report["env"]["GOMP_SPINCOUNT"] == report["env"]["KMP_BLOCKTIME"] == "0"
+    # Passive waiting costs 2.4x on a quiet machine (benchmarks/results/cpu_contention.md).
+    assert all(report["env"].get(name) is None for name in PASSIVE_WAITING)
     # Child processes (notebook kernels, benchmark workers) inherit the choice.
     assert report["env"]["OMP_NUM_THREADS"] == report["env"]["MKL_NUM_THREADS"] == "2"
 

@@ -24,11 +24,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from reconstruction import _run  # the child-process timer (wall s, peak MB)
 
 ROOT = Path(__file__).resolve().parents[1]
 CRYODIFF = str(Path(sys.executable).with_name("cryodiff"))
@@ -59,17 +59,6 @@ MEAN_ESTIMATOR = textwrap.dedent("""
     estimate = MeanEstimator(src, basis=FFBBasis3D(src.L, dtype=np.float32)).estimate()
     np.save(sys.argv[2], estimate.asnumpy()[0])
 """ % PIXEL_A)
-
-
-def _run(command: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak memory (MB) of a child process (ru_maxrss via a wrapper)."""
-    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-               "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=cwd, check=True,
-                          capture_output=True, text=True)
-    return time.perf_counter() - start, int(done.stdout.split()[-1]) / 1024
 
 
 def resolutions(volume: torch.Tensor, truth: torch.Tensor) -> dict:

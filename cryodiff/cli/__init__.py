@@ -70,12 +70,15 @@ def _requested_threads(argv: list[str]) -> int | None:
         return None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cryodiff", description=DESCRIPTION,
+def _root_parser(commands: dict[str, str], description: str | None = None
+                 ) -> argparse.ArgumentParser:
+    """The ``cryodiff`` parser with a subcommand for each of ``commands`` (name -> help); only
+    their modules are imported."""
+    parser = argparse.ArgumentParser(prog="cryodiff", description=description,
                                      exit_on_error=False)
     parser.add_argument("--version", action="version", version=f"cryodiff {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, text in _available_commands().items():
+    for name, text in commands.items():
         module = importlib.import_module(_module_name(name))
         command_parser = sub.add_parser(name, help=text, description=text, exit_on_error=False)
         module.add_args(command_parser)
@@ -84,22 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return _root_parser(_available_commands(), DESCRIPTION)
+
+
 def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
     """Build a parser that imports only the command named in ``argv`` (fast start-up)."""
     commands = _available_commands()
     name = next((a for a in argv if not a.startswith("-")), None)
     if name not in commands:
         return build_parser()
-    parser = argparse.ArgumentParser(prog="cryodiff", exit_on_error=False)
-    parser.add_argument("--version", action="version", version=f"cryodiff {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    module = importlib.import_module(_module_name(name))
-    command_parser = sub.add_parser(name, help=commands[name], description=commands[name],
-                                    exit_on_error=False)
-    module.add_args(command_parser)
-    _add_threads_option(command_parser)
-    command_parser.set_defaults(_main=module.main)
-    return parser
+    return _root_parser({name: commands[name]})
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:

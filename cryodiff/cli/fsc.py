@@ -49,7 +49,6 @@ def main(args: argparse.Namespace) -> int:
     from cryodiff.fsc import fsc
     from cryodiff.io.atomic import write_json_atomic
     from cryodiff.io.mrc import read_map
-
     from cryodiff.io.outputs import check_outputs
 
     check_outputs([p for p in (args.json, args.plot) if p is not None],
@@ -67,8 +66,6 @@ def main(args: argparse.Namespace) -> int:
     if args.pixel_size is None and pixel1 and pixel2 and abs(pixel1 - pixel2) > 1e-3 * pixel1:
         raise CryodiffError(f"pixel size {pixel2:g} Å differs from {args.map1}'s {pixel1:g} Å",
                             path=args.map2)
-    if args.mask_radius is not None and args.mask_radius <= 0:
-        raise CryodiffError(f"--mask-radius must be positive, got {args.mask_radius}")
     mask = None
     if args.mask is not None:
         from cryodiff.io.mask import read_mask

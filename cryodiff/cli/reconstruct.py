@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryodiff.cli.arguments import device, nonnegative_float, nonnegative_int, positive_int
+from cryodiff.cli.arguments import (device, nonnegative_float, nonnegative_int, positive_float,
+                                    positive_int)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="Wiener-like constant, relative to the mean CTF² weight of a shell")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     support = parser.add_mutually_exclusive_group()
-    support.add_argument("--mask-radius", type=float, default=None,
+    support.add_argument("--mask-radius", type=positive_float, default=None,
                          help="radius (px) of the soft spherical support the map is confined "
                               "to (default: L/2 − max(2, L/16), edge max(2, L/16) px)")
     support.add_argument("--mask", type=Path, default=None,
@@ -36,13 +37,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                               "the sphere")
     support.add_argument("--no-mask", action="store_true",
                          help="keep the whole box (no support); half maps are never masked")
-    parser.add_argument("--mask-edge", type=float, default=None,
+    parser.add_argument("--mask-edge", type=nonnegative_float, default=None,
                         help="width (px) of the spherical support's raised-cosine edge")
 
 
 def support_from_args(args: argparse.Namespace, box: int):
     """The support tensor ``(box,)*3`` the flags ask for, or None with ``--no-mask``."""
-    from cryodiff.errors import CryodiffError
     from cryodiff.io.mask import read_mask
     from cryodiff.reconstruct import spherical_support
 
@@ -50,10 +50,6 @@ def support_from_args(args: argparse.Namespace, box: int):
         return None
     if args.mask is not None:
         return read_mask(args.mask, box)
-    if args.mask_radius is not None and not 0 < args.mask_radius:
-        raise CryodiffError(f"--mask-radius must be positive, got {args.mask_radius}")
-    if args.mask_edge is not None and not args.mask_edge >= 0:
-        raise CryodiffError(f"--mask-edge must be ≥ 0, got {args.mask_edge}")
     return spherical_support(box, args.mask_radius, args.mask_edge)
 
 

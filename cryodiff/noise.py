@@ -96,6 +96,19 @@ def coloured_noise(white: torch.Tensor, power: torch.Tensor,
     return apply_centrosymmetric_filter(white, amplitude)
 
 
+def ring_average(power: torch.Tensor) -> torch.Tensor:
+    """Average of a centred ``(L, L)`` grid over rings of integer radius ``0 … L//2`` (float64)."""
+    box = power.shape[-1]
+    shell = radius_grid(box, 2, power.device).round().long().flatten()
+    keep = shell <= box // 2
+    values = power.flatten()[keep].double()
+    sums = torch.zeros(box // 2 + 1, dtype=torch.float64, device=power.device)
+    counts = torch.zeros_like(sums)
+    sums.index_add_(0, shell[keep], values)
+    counts.index_add_(0, shell[keep], torch.ones_like(values))
+    return sums / counts
+
+
 def radial_power_spectrum(images: torch.Tensor) -> torch.Tensor:
     """Periodogram ``|FFT|² / L²`` averaged over images and rings of integer radius.
 
@@ -103,13 +116,7 @@ def radial_power_spectrum(images: torch.Tensor) -> torch.Tensor:
     """
     box = images.shape[-1]
     power = fft2_centered(images).abs().square().reshape(-1, box, box).mean(0) / box**2
-    shell = radius_grid(box, 2, images.device).round().long().flatten()
-    keep = shell <= box // 2
-    sums = torch.zeros(box // 2 + 1, dtype=power.dtype, device=images.device)
-    counts = torch.zeros_like(sums)
-    sums.index_add_(0, shell[keep], power.flatten()[keep])
-    counts.index_add_(0, shell[keep], torch.ones_like(power.flatten()[keep]))
-    return sums / counts
+    return ring_average(power).to(power.dtype)
 
 
 def draw_belt_blobs(n: int, geometry: BeltGeometry, n_blobs: int,

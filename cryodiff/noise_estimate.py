@@ -48,7 +48,7 @@ import torch
 from cryodiff.errors import CryodiffError
 from cryodiff.fourier import fft2_centered, radius_grid
 from cryodiff.masks import disk_mask
-from cryodiff.noise import radial_spectrum_grid
+from cryodiff.noise import radial_spectrum_grid, ring_average
 from cryodiff.simulate import SimulationConfig
 from cryodiff.snr import disk_variance
 
@@ -140,19 +140,6 @@ def windowed_periodogram(images: torch.Tensor, window: torch.Tensor) -> torch.Te
     means = (images * w).sum((-2, -1), keepdim=True) / w.sum()
     spectra = fft2_centered((images - means) * w).abs().square()
     return spectra.sum(0) / w.square().sum()
-
-
-def ring_average(power: torch.Tensor) -> torch.Tensor:
-    """Average of a centred ``(L, L)`` grid over rings of integer radius ``0 … L//2``."""
-    box = power.shape[-1]
-    shell = radius_grid(box, 2, power.device).round().long().flatten()
-    keep = shell <= box // 2
-    values = power.flatten()[keep].double()
-    sums = torch.zeros(box // 2 + 1, dtype=torch.float64, device=power.device)
-    counts = torch.zeros_like(sums)
-    sums.index_add_(0, shell[keep], values)
-    counts.index_add_(0, shell[keep], torch.ones_like(values))
-    return sums / counts
 
 
 def noise_disk_variance(power: torch.Tensor, radius_fraction: float = SNR_RADIUS_FRACTION

@@ -26,8 +26,8 @@ import torch
 
 from cryodiff.benchmark.conditions import make_condition
 from cryodiff.benchmark.config import get_preset
-from cryodiff.benchmark.methods import run_baseline, run_sr3, train_sr3
-from cryodiff.benchmark.sr3_mse import run_sr3_mse
+from cryodiff.benchmark.methods import MethodOutput, run_baseline, run_sr3, train_sr3
+from cryodiff.benchmark.sr3_mse import one_pass_x0, run_sr3_mse
 from cryodiff.io.atomic import write_text_atomic
 from cryodiff.metrics import psnr, ssim
 from cryodiff.training.postprocess_mse import MsePostConfig
@@ -36,12 +36,17 @@ RIBOSOME_PIXEL_SIZE_A = 2.0
 
 
 def scores_for_seed(condition, base, seed: int, work: Path, post_steps: int) -> dict:
-    config = dataclasses.replace(base, seed=seed)
+    config = base.for_training_seed(seed)  # the data keep the base's seed
     run_dir = work / (f"sr3_{condition.tag}" if seed == 0 else f"sr3_{condition.tag}_seed{seed}")
     start = time.perf_counter()
     denoiser, _ = train_sr3(condition, config, run_dir, progress=False)
     rows = run_sr3(denoiser, condition, config)
-    rows += run_sr3_mse(denoiser, condition, config, MsePostConfig(seed=seed, steps=post_steps))
+    rows += run_sr3_mse(denoiser, condition,
+                        dataclasses.replace(config, post_train_steps=post_steps), rows)
+    n = config.n_test_2d
+    rows.append(MethodOutput("sr3-x0_1", "sr3-x0", one_pass_x0(
+        denoiser, condition.test.noisy[:n], seed=seed), note="one network pass: x̂₀ from pure "
+        "noise at the noisiest level"))
     rows.append(run_baseline("supervised", condition, config, torch.device("cpu"),
                              cache_dir=work))
     truth = condition.test.clean_ctf

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from cryodiff.fourier import coordinate_grid, fft2_centered
+from cryodiff.threads import adapt_threads
 
 PADDING = 2
 
@@ -183,6 +184,8 @@ def project(volume: torch.Tensor | PreparedVolume, rotations: torch.Tensor,
     half = box // 2 + 1
     out = torch.empty(n, box, box, dtype=dtype, device=device)
     for start in range(0, n, chunk_size):
+        if out.device.type == "cpu":
+            adapt_threads()
         stop = min(start + chunk_size, n)
         phase = (base_phase if shifts_px is None
                  else _phase(freqs, shifts_px[start:stop] + centre, box))

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from cryodiff.diffusion import NoiseSchedule, predict_eps_from_y0, predict_y0_from_eps
 from cryodiff.errors import CryodiffError
+from cryodiff.threads import adapt_threads
 from cryodiff.uncertainty import posterior_moments
 
 SAMPLERS = ("ddpm", "ddim")
@@ -67,6 +68,8 @@ def sample_progressive(model: Model, condition: torch.Tensor, schedule: NoiseSch
     n = schedule.n_steps
     for step, index in enumerate(tqdm(range(n - 1, -1, -1), total=n, disable=not progress,
                                       desc=f"{sampler} sampling", leave=False)):
+        if y.device.type == "cpu":
+            adapt_threads()
         g, g_prev = gammas[index], gammas_prev[index]
         sqrt_gamma = math.sqrt(g)
         level = condition.new_full((batch,), sqrt_gamma)

@@ -19,6 +19,15 @@ and results are bitwise reproducible only at one thread count: give ``--threads`
 when a busy process starts *after* cryodiff, but on a quiet 2-core machine it cut ``ci``
 training from 118 to 49 images/s (``benchmarks/results/cpu_contention.md``), so it is not
 set by default; users who expect competing work later can export those variables.
+
+**Re-checked while computing** (:func:`adapt_threads`): when the count was chosen
+automatically, the long loops (training steps, denoising batches, projection batches) call
+:func:`adapt_threads`; at most once a second it measures how many of this process's cores
+*other* processes kept busy since the last check (``/proc/stat`` for the cores in the
+affinity mask, less this process's own CPU time) and sets torch's count to the cores left
+(:func:`threads_for_others`): a busy process that starts after cryodiff costs one interval,
+not the whole run. It goes down at once and back up only after two checks agree. Where the
+counters are missing (not Linux) nothing changes. A count the user chose is never changed.
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping, MutableMapping
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 from cryodiff.errors import CryodiffError
@@ -36,14 +46,18 @@ from cryodiff.errors import CryodiffError
 PASSIVE_WAITING: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0",
                                    "KMP_BLOCKTIME": "0"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# Set to the count cryodiff chose itself (the load, not the user): adapt_threads may change it.
+AUTO_MARKER = "CRYODIFF_AUTO_THREADS"
 
 
 @dataclass(frozen=True)
 class ThreadChoice:
-    """The thread count chosen and where it came from (``reason``)."""
+    """The thread count chosen and where it came from (``reason``); ``automatic`` when it
+    came from the machine (cores and load), not from the user."""
 
     threads: int
     reason: str
+    automatic: bool = False
 
 
 def usable_cores() -> int:
@@ -88,15 +102,18 @@ def choose_threads(requested: int | None = None, *, cores: int | None = None,
         if requested < 1:
             raise CryodiffError(f"--threads must be at least 1, not {requested}")
         return ThreadChoice(requested, "--threads")
-    if environ.get("OMP_NUM_THREADS"):
+    # A count inherited from cryodiff's own automatic choice (a notebook kernel started by
+    # ``cryodiff notebooks``) is decided again from the load now; the user's is kept.
+    if environ.get("OMP_NUM_THREADS") and not chosen_automatically(environ):
         return ThreadChoice(parse_thread_count(environ["OMP_NUM_THREADS"], "OMP_NUM_THREADS"),
                             "OMP_NUM_THREADS")
     cores = usable_cores() if cores is None else cores
     load = load_average() if load is None else load
     if load is None:
-        return ThreadChoice(cores, f"{cores} usable cores, load unknown")
+        return ThreadChoice(cores, f"{cores} usable cores, load unknown", automatic=True)
     busy = int(math.floor(load + 0.5))
-    return ThreadChoice(max(1, cores - busy), f"{cores} usable cores, load average {load:.1f}")
+    return ThreadChoice(max(1, cores - busy), f"{cores} usable cores, load average {load:.1f}",
+                        automatic=True)
 
 
 def set_passive_waiting(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
@@ -125,6 +142,10 @@ def configure_threads(requested: int | None = None) -> ThreadChoice:
         choice = choose_threads(requested)
         for name in THREAD_VARIABLES:
             os.environ[name] = str(choice.threads)
+        if choice.automatic:
+            os.environ[AUTO_MARKER] = str(choice.threads)
+        else:
+            os.environ.pop(AUTO_MARKER, None)
         return choice
     import torch
 
@@ -134,3 +155,120 @@ def configure_threads(requested: int | None = None) -> ThreadChoice:
     if torch.get_num_threads() != choice.threads:
         torch.set_num_threads(choice.threads)
     return choice
+
+
+def chosen_automatically(environ: Mapping[str, str] | None = None) -> bool:
+    """True when the thread count in force is cryodiff's own choice, not the user's: the
+    marker :func:`configure_threads` leaves still matches ``OMP_NUM_THREADS``."""
+    environ = os.environ if environ is None else environ
+    marker = environ.get(AUTO_MARKER)
+    return marker is not None and marker == environ.get("OMP_NUM_THREADS")
+
+
+def threads_for_others(cores: int, others_busy_cores: float) -> int:
+    """Threads to compute with on ``cores`` when other processes keep ``others_busy_cores``
+    busy (cores, measured): the cores left, at least one. A competitor squeezed by our
+    spinning threads shows as less than a core, so anything from 0.4 of a core counts."""
+    busy = int(math.floor(max(others_busy_cores, 0.0) + 0.6))
+    return max(1, min(cores, cores - busy))
+
+
+def parse_cpu_busy_ticks(proc_stat: str, cpus: set[int] | None = None) -> int:
+    """Ticks the ``cpus`` (all when None) spent busy, from the text of ``/proc/stat``:
+    user + nice + system + irq + softirq + steal (idle and iowait excluded)."""
+    total = 0
+    for line in proc_stat.splitlines():
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or not name[3:].isdigit():
+            continue
+        if cpus is not None and int(name[3:]) not in cpus:
+            continue
+        values = [int(v) for v in fields[:8]] + [0] * max(0, 8 - len(fields))
+        user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+        total += user + nice + system + irq + softirq + steal
+    return total
+
+
+def _busy_seconds_of_cores() -> float | None:
+    """Seconds the cores of this process's affinity mask have been busy since boot, or None
+    where ``/proc/stat`` is not available."""
+    try:
+        with open("/proc/stat") as handle:
+            text = handle.read()
+        cpus = set(os.sched_getaffinity(0))
+        return parse_cpu_busy_ticks(text, cpus) / os.sysconf("SC_CLK_TCK")
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class ThreadAdapter:
+    """Re-checks the load while computing (see the module docstring); :meth:`check` is cheap
+    between intervals. ``set_threads`` / ``get_threads`` default to torch's; the readers and
+    the clock can be replaced (tests)."""
+
+    def __init__(self, cores: int | None = None, interval_s: float = 1.0,
+                 busy_seconds: Callable[[], float | None] = _busy_seconds_of_cores,
+                 own_seconds: Callable[[], float] = _own_cpu_seconds,
+                 clock: Callable[[], float] = time.monotonic,
+                 get_threads: Callable[[], int] | None = None,
+                 set_threads: Callable[[int], None] | None = None):
+        import torch
+
+        self.cores = usable_cores() if cores is None else cores
+        self.interval_s = interval_s
+        self._busy, self._own, self._clock = busy_seconds, own_seconds, clock
+        self._get = get_threads or torch.get_num_threads
+        self._set = set_threads or torch.set_num_threads
+        self._last = None
+        self._raise_votes = 0
+        self.changes: list[tuple[int, int, float]] = []  # (from, to, others' busy cores)
+
+    def check(self) -> int:
+        """Adjust the thread count if an interval has passed; returns the count in force."""
+        now = self._clock()
+        if self._last is not None and now - self._last[0] < self.interval_s:
+            return self._get()
+        busy = self._busy()
+        if busy is None:
+            return self._get()
+        own = self._own()
+        previous, self._last = self._last, (now, busy, own)
+        if previous is None:
+            return self._get()
+        wall = now - previous[0]
+        others = ((busy - previous[1]) - (own - previous[2])) / wall
+        current, wanted = self._get(), threads_for_others(self.cores, others)
+        if wanted < current:
+            self._apply(current, wanted, others)
+        elif wanted > current:
+            self._raise_votes += 1
+            if self._raise_votes >= 2:
+                self._apply(current, wanted, others)
+        else:
+            self._raise_votes = 0
+        return self._get()
+
+    def _apply(self, current: int, wanted: int, others: float) -> None:
+        self._set(wanted)
+        self._raise_votes = 0
+        self.changes.append((current, wanted, round(others, 2)))
+
+
+_ADAPTER: ThreadAdapter | None = None
+
+
+def adapt_threads() -> int | None:
+    """Called from cryodiff's long CPU loops: when the thread count was chosen
+    automatically (:func:`chosen_automatically`), re-check the load (:class:`ThreadAdapter`)
+    and return the count in force; None (nothing done) when the user chose it."""
+    global _ADAPTER
+    if not chosen_automatically():
+        return None
+    if _ADAPTER is None:
+        _ADAPTER = ThreadAdapter()
+    return _ADAPTER.check()

@@ -102,8 +102,9 @@ config = dataclasses.replace(
 #   spectra, and each particle's CTF is known. It is the best *linear* filter: per frequency
 #   it keeps the fraction `C²S / (C²S + N)` of the image. It cannot use the shape of the
 #   particle.
-# * **BM3D** — the noise is white and Gaussian, the image made of repeating patches. Cryo-EM
-#   noise is coloured and the particle is not a texture, so its assumptions hold poorly.
+# * **BM3D** — the noise is Gaussian with a known power spectrum (measured on validation, or
+#   white with a per-image level, whichever scores better there), the image made of
+#   repeating patches. The particle is not a texture, so that assumption holds poorly.
 # * **Topaz-Denoise** — a U-Net trained with Noise2Noise on micrograph movie frames of other
 #   samples, used as shipped: a general-purpose prior, not one for this particle.
 # * **Noise2Noise** — needs two independent noisy images of the same projection and no clean

@@ -217,9 +217,10 @@ print(read_particles(denoised_stack.with_suffix(".star")).table.columns.tolist()
 # ## Side by side: SR3, Wiener and Topaz-Denoise
 # * **Wiener** — the CTF-aware linear filter, its signal and noise spectra measured on the
 #   matched simulation.
-# * **Topaz-Denoise** — the pretrained network shipped with `topaz-em`, trained by
-#   Noise2Noise on *real micrographs* of other samples: the one method here that learnt
-#   from real noise, and never saw this simulation.
+# * **Topaz-Denoise** — a pretrained network shipped with `topaz-em` (of its 2D models, the
+#   one scoring best on the matched simulation), trained by Noise2Noise on *real
+#   micrographs* of other samples: the one method here that learnt from real noise; its
+#   weights never saw this simulation.
 # * **SR3** (+ post-processor) — trained on the matched simulation.
 #
 # Without poses there is no reference to score against. What can be measured is how much

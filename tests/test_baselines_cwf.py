@@ -38,3 +38,33 @@ def test_cwf_improves_psnr_with_ctf():
     # Target "clean" is the CTF-corrected estimate: closer to the clean projection.
     corrected = make_baseline("cwf", target="clean").fit(test).denoise(test.noisy, test.ctf)
     assert (corrected - test.clean).square().mean() < (out - test.clean).square().mean()
+
+
+def test_cwf_2d_row_fits_its_covariance_on_the_2d_test_images_alone():
+    # Through the benchmark's own entry point, on a tiny condition: "cwf-2d" denoises (and so
+    # fits its covariance on) exactly the n_test_2d test images; "cwf" the whole 3D set.
+    import dataclasses
+
+    from cryodiff.benchmark import get_preset
+    from cryodiff.benchmark.conditions import make_condition
+    from cryodiff.benchmark.methods import run_baseline
+
+    config = dataclasses.replace(get_preset("ci"), n_train=8, n_val=16, n_test_2d=24,
+                                 n_test_slow=4, n_test_3d=64, methods=("cwf", "cwf-2d"),
+                                 methods_3d=("cwf",))
+    condition = make_condition("phantom", 0.1, config)
+    test, cpu = condition.test, torch.device("cpu")
+    two_d = run_baseline("cwf-2d", condition, config, cpu)
+    assert two_d.status == "ok", two_d.note
+    assert two_d.images.shape == (24, *test.noisy.shape[1:])
+    assert "24 images" in two_d.note
+    # The same as CWF run directly on those 24 images (noise variance from validation).
+    variance = float((condition.val.noisy - condition.val.clean_ctf).double().var())
+    direct = make_baseline("cwf", noise_variance=variance, pixel_size_A=condition.pixel_size_A
+                           ).denoise(test.noisy[:24], test.ctf_grid[:24])
+    torch.testing.assert_close(two_d.images, direct.float(), atol=1e-5, rtol=1e-4)
+    three_d = run_baseline("cwf", condition, config, cpu)
+    assert three_d.status == "ok" and three_d.images.shape[0] == 64
+    assert "64 images" in three_d.note
+    # Another covariance (from 64 images), so other estimates of the same 24 particles.
+    assert not torch.allclose(three_d.images[:24], two_d.images, atol=1e-4)

@@ -36,6 +36,19 @@ def test_choose_sigma_finds_the_known_blur():
     assert len(search["sigma_px"]) == len(search["mse"])
 
 
+@pytest.mark.parametrize("size", [31, 32])
+def test_choose_sigma_finds_a_blur_wider_than_a_quarter_box(size):
+    # The first grid stops at L/4 (≈ 8 px); the best σ (12 px) lies beyond, and the grid
+    # grows until it brackets it.
+    generator = torch.Generator().manual_seed(1)
+    noisy = torch.randn(8, size, size, generator=generator, dtype=torch.float64)
+    target = gaussian_lowpass(noisy, 12.0)
+    sigma, search = choose_sigma(noisy, target)
+    assert sigma == pytest.approx(12.0, rel=1e-3)
+    assert search["sigma_px"][-1] > 12.0 > size / 4
+    assert search["mse"][-1] > min(search["mse"])  # the best is inside the grid
+
+
 def test_lowpass_baseline_improves_psnr_and_picks_sensible_sigma():
     train = make_problem(32, 32, noise_std=0.5, seed=1)
     test = make_problem(16, 32, noise_std=0.5, seed=2)
@@ -45,6 +58,7 @@ def test_lowpass_baseline_improves_psnr_and_picks_sensible_sigma():
     assert gain > 6
     # Blobs are 1.5-4 px wide: the best filter is narrower than them but not a no-op.
     assert 0.5 < baseline.sigma_px < 4
+    assert f"σ = {baseline.sigma_px:.2f} px chosen on validation" in baseline.describe()
     assert out.dtype == test.noisy.dtype and out.shape == test.noisy.shape
     # The chosen σ is (to grid precision) no worse on the fitting split than its neighbours.
     mse = lambda s: float((gaussian_lowpass(train.noisy, s) - train.clean_ctf).square().mean())

@@ -20,7 +20,8 @@ REQUIRED = ("method", "map", "snr", "psnr", "ssim", "frc_0143", "seconds_per_ima
 
 TINY = dataclasses.replace(
     get_preset("ci"), n_train=48, n_val=16, n_test_2d=16, n_test_slow=4, n_test_3d=200,
-    train_steps=10, methods=("lowpass", "wiener", "topaz", "supervised"),
+    # 40 steps: past the ci preset's 20 warm-up steps, so the EMA weights have learnt
+    train_steps=40, methods=("lowpass", "wiener", "topaz", "supervised"),
     methods_3d=("lowpass", "supervised"))
 
 
@@ -131,6 +132,109 @@ def test_skipped_peers_are_listed_with_a_note(tiny_run):
         assert by[name]["status"] == "skipped" and by[name]["note"]
         assert by[name]["psnr"] is None
     assert "topaz [skipped]: Topaz baseline skipped" in (out / "results.md").read_text()
+
+
+def test_training_seeds_are_validated_and_set_by_the_presets():
+    from cryodiff.benchmark.config import PRESETS
+
+    assert get_preset("ci").training_seeds == (0,)  # CI stays cheap: one training
+    for name in ("cpu-small", "gpu-medium", "gpu-paper"):
+        assert PRESETS[name].training_seeds == (0, 1, 2)
+    TINY.validate()
+    for bad in ((), (0, 0), (-1,), (True,), (1.5,)):
+        with pytest.raises(CryodiffError, match="training seeds must be distinct integers"):
+            dataclasses.replace(TINY, training_seeds=bad).validate()
+    with pytest.raises(CryodiffError, match="mse_post_samples must be positive"):
+        dataclasses.replace(TINY, mse_post_samples=0).validate()
+    with pytest.raises(CryodiffError, match="mse_post_max_steps must be positive"):
+        dataclasses.replace(TINY, mse_post_max_steps=0).validate()
+    # the cheap presets train sr3-mse post-processors for their fast step counts only
+    assert get_preset("ci").mse_post_max_steps == 10
+    assert PRESETS["cpu-small"].mse_post_max_steps == 50
+
+
+def test_a_training_seed_changes_the_training_and_not_the_data():
+    config = dataclasses.replace(TINY, n_train=16, n_val=8, n_test_2d=4, n_test_slow=2,
+                                 n_test_3d=8, seed=3, training_seeds=(0, 5))
+    seeded = config.for_training_seed(5)
+    assert seeded.seed == 3 and seeded.training_seeds == (5,) and seeded.training_seed == 5
+    a, b = make_condition("phantom", 0.1, config), make_condition("phantom", 0.1, seeded)
+    for split in ("train", "val", "test"):
+        torch.testing.assert_close(getattr(a, split).noisy, getattr(b, split).noisy)
+    assert bench_methods.train_config_for(config, a).seed == 0  # the first training seed
+    assert bench_methods.train_config_for(seeded, a).seed == 5
+
+
+@pytest.mark.slow
+def test_learnt_rows_are_means_over_training_seeds(tmp_path):
+    """Two training seeds: trained baselines and SR3 (with its sr3-mse rows) run per seed in
+    their own folders; non-learnt rows run once; 3D from the first seed; device recorded."""
+    from cryodiff.benchmark import run as bench_run
+    from cryodiff.benchmark.seeds import SeededOutput
+    from cryodiff.metrics import psnr
+
+    config = dataclasses.replace(
+        TINY, n_train=32, n_val=8, n_test_2d=8, n_test_slow=4, n_test_3d=24, train_steps=3,
+        post_train_steps=3, sr3_steps=(1, 2), sr3_fast_steps=1, slow_step_threshold=1,
+        posterior_samples=1, methods=("lowpass", "supervised", "sr3", "sr3-mse"),
+        methods_3d=("supervised", "sr3"), pose_search=False, training_seeds=(0, 1))
+    condition = make_condition("phantom", 0.1, config)
+    result = bench_run.run_condition(condition, config, tmp_path / "work", progress=False,
+                                     log=lambda _: None)
+    rows = {row["method"]: row for row in result.rows}
+    assert {row["device"] for row in result.rows} == {"cpu"}
+    for seed in (0, 1):
+        assert (tmp_path / "work" / "baselines" / f"seed{seed}"
+                / "phantom_snr0.1_supervised.pt").is_file()
+        assert (tmp_path / "work" / f"sr3_phantom_snr0.1_seed{seed}").is_dir()
+    assert rows["lowpass"]["n_seeds"] is None and rows["lowpass"]["psnr_seed_sd"] is None
+    # SR3 learns from the training split alone, as the trained baselines do
+    from cryodiff.denoise import load_denoiser
+    from cryodiff.training.data import Normalisation
+
+    norm = load_denoiser(tmp_path / "work" / "sr3_phantom_snr0.1_seed1").normalisation
+    expected = Normalisation.measure(condition.train.noisy, condition.train.clean_ctf)
+    assert norm.condition_mean == pytest.approx(expected.condition_mean, rel=1e-6)
+    assert norm.target_std == pytest.approx(expected.target_std, rel=1e-6)
+    for method in ("supervised", "sr3_1", "sr3+pp_1", "sr3_2", "sr3+pp-mse_1", "sr3+pp-mse_2"):
+        row = rows[method]
+        assert row["status"] == "ok" and row["n_seeds"] == 2 and row["training_seeds"] == [0, 1]
+        assert row["seed_psnrs"][0] != row["seed_psnrs"][1]  # the seeds trained differently
+        assert row["psnr"] == pytest.approx(sum(row["seed_psnrs"]) / 2)
+        assert row["psnr_seed_sd"] == pytest.approx(
+            abs(row["seed_psnrs"][0] - row["seed_psnrs"][1]) / math.sqrt(2))
+    assert rows["sr3+pp-mse_1"]["family"] == "sr3-mse"
+    outputs = {o.method: o for o in result.outputs}
+    assert isinstance(outputs["supervised"], SeededOutput)
+    for method in ("supervised", "sr3+pp-mse_1"):  # 3D rows: the first seed's images
+        assert rows[method]["n_test_3d"] == config.n_test_3d
+        assert "from training seed 0" in rows[method]["note"]
+        assert len(outputs[method].images) == config.n_test_3d
+    assert rows["sr3+pp-mse_2"]["n_test_3d"] is None
+    # the paired difference with the best row uses each image's PSNR averaged over seeds
+    best = max((r for r in result.rows if r["psnr_vs_best_db"] is not None),
+               key=lambda r: r["psnr"])
+    target = condition.test.clean_ctf[:config.n_test_2d].double()
+
+    def per_image(method):
+        return torch.stack([psnr(im.double(), target)
+                            for im in outputs[method].seed_images]).mean(0) \
+            if isinstance(outputs[method], SeededOutput) \
+            else psnr(outputs[method].images[:len(target)].double(), target)
+
+    difference = per_image("supervised") - per_image(best["method"])
+    assert rows["supervised"]["psnr_vs_best_db"] == pytest.approx(float(difference.mean()))
+    assert rows["supervised"]["psnr_vs_best_sem"] == pytest.approx(
+        float(difference.std()) / math.sqrt(config.n_test_2d))
+    # seed 0 of this run trained exactly what a one-seed run trains
+    single = bench_run.run_condition(condition, dataclasses.replace(
+        config, methods=("supervised",), methods_3d=(), training_seeds=(0,)),
+        tmp_path / "single", progress=False, log=lambda _: None)
+    alone = next(r for r in single.rows if r["method"] == "supervised")
+    assert alone["n_seeds"] == 1 and alone["psnr_seed_sd"] is None
+    seed_psnrs = rows["supervised"]["seed_psnrs"]  # (fewer images: other batch rounding)
+    assert alone["psnr"] == pytest.approx(seed_psnrs[0], abs=1e-5)
+    assert abs(alone["psnr"] - seed_psnrs[1]) > 1e-3
 
 
 def test_splits_are_disjoint_and_noise2noise_pairs_independent():

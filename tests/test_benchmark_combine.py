@@ -6,15 +6,19 @@ import json
 
 import pytest
 
-from cryodiff.benchmark.combine import combined_markdown, load_rows, map_tables, winners
+from cryodiff.benchmark.combine import (check_devices, combined_markdown, load_rows, map_tables,
+                                        winners)
 from cryodiff.cli import main
 from cryodiff.errors import CryodiffError
 
 
-def _row(method, snr, psnr, ssim, fsc, pose=None, n_2d=128, status="ok", map_name="phantom"):
+def _row(method, snr, psnr, ssim, fsc, pose=None, n_2d=128, status="ok", map_name="phantom",
+         fsc_05=None):
+    """A row as a benchmark writes it; FSC-0.5 defaults to 2 Å coarser than FSC-0.143."""
     return {"method": method, "family": method, "map": map_name, "snr": snr, "psnr": psnr,
             "ssim": ssim, "frc_0143": 12.0, "seconds_per_image": 0.01, "fsc_0143_A": fsc,
-            "fsc_05_A": None, "fsc_0143_A_pose_search": None if pose is None else fsc + 1,
+            "fsc_05_A": fsc_05 if fsc_05 is not None or fsc is None else fsc + 2.0,
+            "fsc_0143_A_pose_search": None if pose is None else fsc + 1,
             "median_pose_error_deg": pose, "n_test_2d": n_2d, "n_test_3d": 4000,
             "status": status, "note": ""}
 
@@ -59,8 +63,8 @@ def test_rows_pivot_to_one_column_per_snr_with_winners_in_bold(two_runs):
     # The raw particles are never a 2D winner, but they can win in 3D.
     assert "| noisy | 7.50 / 0.030 | -2.00 / 0.010 |" in quality
     known = text.split("3D at known poses")[1].split("3D at searched poses")[0]
-    assert "| noisy | **7.4** | **8.8** |" in known
-    assert "| clean | 6.0 | — |" in known  # the reference is shown, not ranked
+    assert "| noisy | **9.4** / 7.4 | **10.8** / 8.8 |" in known  # FSC-0.5 / FSC-0.143
+    assert "| clean | 8.0 / 6.0 | — |" in known  # the reference is shown, not ranked
     searched = text.split("3D at searched poses")[1]
     assert "| noisy | **2.4** / 8.4 | **44.8** / 9.8 |" in searched
     assert "| topaz | — | 44.8 / 9.8 |" not in searched  # topaz has no pose row here
@@ -76,11 +80,12 @@ def test_maps_get_their_own_sections(tmp_path, two_runs):
 
 
 def test_ties_as_shown_are_all_bold_and_near_random_poses_name_no_winner():
-    rows = [_row("noisy", 0.1, 7.5, 0.03, 8.1249, pose=116.2),
-            _row("topaz", 0.1, 18.8, 0.035, 8.1251, pose=117.2),
+    rows = [_row("noisy", 0.1, 7.5, 0.03, 8.1249, pose=116.2, fsc_05=10.1249),
+            _row("topaz", 0.1, 18.8, 0.035, 8.1251, pose=117.2, fsc_05=10.1251),
             _row("wiener", 0.1, 19.6, 0.149, 9.3, pose=118.1)]
     best = winners(rows)
-    assert best["fsc_0143_A"] == {"noisy", "topaz"}  # both 8.1 Å as printed
+    assert best["fsc_05_A"] == {"noisy", "topaz"}  # both 10.1 Å as printed
+    assert best["fsc_0143_A"] == {"noisy", "topaz"}
     assert best["psnr"] == {"wiener"} and best["ssim"] == {"wiener"}
     assert "median_pose_error_deg" not in best  # every error above 90°: all near random
     rows[2]["median_pose_error_deg"] = 60.0
@@ -154,3 +159,101 @@ def test_half_map_table_only_for_runs_that_measured_half_maps(tmp_path, two_runs
     assert "3D half maps against the truth" in text
     assert "| cwf | — | 7.0 / 10.5 | — |" in text
     assert "| lowpass | — | 6.0* / 31.8 | — |" in text  # mask-limited figure marked
+
+
+def test_fsc_05_against_the_truth_decides_the_3d_winner(tmp_path):
+    # cwf is sharper at 0.143, supervised at 0.5: the table bolds the 0.5 winner only.
+    rows = [_row("noisy", 0.1, 7.5, 0.03, 9.0, fsc_05=12.0),
+            _row("cwf", 0.1, 25.5, 0.48, 8.0, fsc_05=11.5),
+            _row("supervised", 0.1, 25.9, 0.60, 8.6, fsc_05=10.2)]
+    best = winners(rows)
+    assert best["fsc_05_A"] == {"supervised"} and best["fsc_0143_A"] == {"cwf"}
+    known = map_tables(load_rows([_run(tmp_path / "run", rows)]), "phantom").split(
+        "3D at known poses")[1]
+    assert "| supervised | **10.2** / 8.6 |" in known
+    assert "| cwf | 11.5 / 8.0 |" in known and "FSC-0.5 / FSC-0.143" in known
+
+
+def _seeded(row, psnr_sd, ssim_sd, n_seeds=3):
+    return {**row, "n_seeds": n_seeds, "psnr_seed_sd": psnr_sd, "ssim_seed_sd": ssim_sd}
+
+
+def test_psnr_ties_within_the_larger_seed_sd_of_the_two_rows(tmp_path):
+    rows = [_row("noisy", 0.1, 7.5, 0.03, 9.0),
+            _seeded(_row("supervised", 0.1, 26.00, 0.600, 9.0), 0.05, 0.002),
+            # 0.10 dB behind, within its own SD (0.15): tied
+            _seeded(_row("sr3+pp-mse_10", 0.1, 25.90, 0.640, 9.5), 0.15, 0.010),
+            # 0.20 dB behind, beyond both SDs (0.10, 0.05): not tied
+            _seeded(_row("noise2noise", 0.1, 25.80, 0.500, 9.6), 0.10, 0.004),
+            # trained once (no SD): 0.04 dB behind, within the best row's SD: tied
+            _row("cwf", 0.1, 25.96, 0.550, 9.1),
+            # 0.06 dB behind, beyond the best row's 0.05: not tied
+            _row("wiener", 0.1, 25.94, 0.400, 9.8)]
+    best = winners(rows)
+    assert best["psnr"] == {"supervised", "sr3+pp-mse_10", "cwf"}
+    assert best["ssim"] == {"sr3+pp-mse_10"}  # SSIM: the best as printed, no seed tie
+    quality = map_tables(load_rows([_run(tmp_path / "run", rows)]), "phantom").split(
+        "3D at known poses")[0]
+    assert "| sr3+pp-mse_10 | **25.90 ± 0.15** / **0.640 ± 0.010** |" in quality
+    assert "| noise2noise | 25.80 ± 0.10 / 0.500 ± 0.004 |" in quality
+    assert "| cwf | **25.96** / 0.550 |" in quality  # one seed: no ± shown
+    assert "| wiener | 25.94 / 0.400 |" in quality
+    # One seed with an SD key present (None): shown plainly, ties only as printed.
+    rows[1] = {**rows[1], "n_seeds": 1, "psnr_seed_sd": None, "ssim_seed_sd": None}
+    assert winners(rows)["psnr"] == {"supervised", "sr3+pp-mse_10"}
+
+
+def _device_run(folder, device, snr=0.1, methods=("noisy", "cwf")):
+    rows = [_row(m, snr, 20.0 + i, 0.3, 9.0 + i) for i, m in enumerate(methods)]
+    if device is not None:
+        rows = [{**r, "device": device} for r in rows]
+    return _run(folder, rows)
+
+
+def test_runs_from_different_devices_are_refused_naming_the_files(tmp_path):
+    gpu = _device_run(tmp_path / "gpu", "cuda (NVIDIA H100 80GB HBM3)", snr=0.1)
+    cpu = _device_run(tmp_path / "cpu", "cpu", snr=0.05)
+    with pytest.raises(CryodiffError) as error:
+        load_rows([gpu, cpu])
+    message = str(error.value)
+    assert "\n" not in message and "different devices" in message
+    assert f"cuda (NVIDIA H100 80GB HBM3) in {gpu / 'results.json'}" in message
+    assert f"cpu in {cpu / 'results.json'}" in message and "--allow-mixed-devices" in message
+    # Asked for, they combine with the device in every column heading and a warning.
+    text = combined_markdown(load_rows([gpu, cpu], allow_mixed_devices=True))
+    assert "**Mixed devices (cpu, cuda (NVIDIA H100 80GB HBM3))" in text
+    assert "| SNR 0.1 (cuda (NVIDIA H100 80GB HBM3)) | SNR 0.05 (cpu) |" in text
+
+
+def test_one_device_passes_and_old_files_without_a_device_combine_with_a_note(tmp_path):
+    first = _device_run(tmp_path / "a", "cpu", snr=0.1)
+    second = _device_run(tmp_path / "b", "cpu", snr=0.05)
+    old = _device_run(tmp_path / "old", None, snr=0.01)
+    text = combined_markdown(load_rows([first, second, old]))
+    assert "Device: cpu." in text and "Mixed devices" not in text
+    assert f"No device recorded in `{old / 'results.json'}`" in text
+    assert "| SNR 0.1 | SNR 0.05 | SNR 0.01 |" in text  # one device: plain headings
+    # Rows are checked as given, too (one file holding two devices is refused).
+    rows = [{"device": "cpu", "source": "x.json"}, {"device": "cuda", "source": "x.json"}]
+    with pytest.raises(CryodiffError, match="cpu in x.json; cuda in x.json"):
+        check_devices(rows)
+    check_devices(rows, allow_mixed_devices=True)
+
+
+def test_cli_refuses_mixed_devices_in_one_line_unless_allowed(tmp_path, capsys):
+    gpu = _device_run(tmp_path / "gpu", "cuda", snr=0.1)
+    cpu = _device_run(tmp_path / "cpu", "cpu", snr=0.05)
+    assert main(["combine-results", str(gpu), str(cpu)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cryodiff: error: runs on different devices") and "\n" not in error
+    out = tmp_path / "table.md"
+    assert main(["combine-results", str(gpu), str(cpu), "--allow-mixed-devices",
+                 "--out", str(out)]) == 0
+    assert "| SNR 0.1 (cuda) | SNR 0.05 (cpu) |" in out.read_text()
+
+
+def test_a_device_that_is_not_text_is_refused(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([{**_row("cwf", 0.1, 1, 1, 1), "device": 0}]))
+    with pytest.raises(CryodiffError, match="row 0: device must be text or null, got 0"):
+        load_rows([path])

@@ -6,7 +6,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 
 from cryodiff.baselines import regression
 from cryodiff.benchmark import get_preset, run_benchmark
@@ -27,7 +26,7 @@ def _quiet(config, out):
 @pytest.mark.slow
 def test_a_rerun_reuses_the_trained_baseline_and_retrains_when_settings_change(tmp_path):
     first = _quiet(SMALL, tmp_path)
-    assert (tmp_path / "work" / "baselines" / "phantom_snr0.1_supervised.pt").is_file()
+    assert (tmp_path / "work" / "baselines" / "seed0" / "phantom_snr0.1_supervised.pt").is_file()
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
@@ -57,9 +56,8 @@ def test_an_interrupted_sr3_training_continues_from_its_checkpoint(tmp_path, mon
     config = dataclasses.replace(SMALL, methods=("sr3",), methods_3d=("sr3",))
     condition = make_condition("phantom", 0.1, config)
     train_config = bench_methods.train_config_for(config, condition)
-    data = PairedStackData(torch.cat([condition.train.noisy, condition.val.noisy]),
-                           torch.cat([condition.train.clean_ctf, condition.val.clean_ctf]),
-                           train_config)
+    data = PairedStackData(condition.train.noisy, condition.train.clean_ctf, train_config,
+                           validation=(condition.val.noisy, condition.val.clean_ctf))
     run_dir = tmp_path / "sr3"
     loop.train(train_config, run_dir, data, stop_at=6, progress=False)  # killed at step 6
     assert int(load_checkpoint(latest_checkpoint(run_dir))["step"]) == 4

@@ -79,3 +79,23 @@ def test_only_runs_the_named_methods_and_excludes_skip():
     assert set(skipped) == set(ALL_METHODS) - {"sr3", "wiener"}
     with pytest.raises(SystemExit):  # argparse: not allowed together
         parser.parse_args(["--only", "sr3", "--skip", "wiener"])
+
+
+def test_training_seeds_flag_sets_the_seeds_and_keeps_the_data_seed():
+    import argparse
+
+    from cryodiff.cli.benchmark import add_args, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    assert config_from_args(parser.parse_args([])).training_seeds == (0,)  # ci preset
+    assert config_from_args(parser.parse_args(["--preset", "cpu-small"])).training_seeds == (
+        0, 1, 2)
+    config = config_from_args(parser.parse_args(["--training-seeds", "3", "1", "--seed", "7"]))
+    assert config.training_seeds == (3, 1) and config.seed == 7
+
+
+def test_repeated_training_seeds_are_refused(tmp_path, capsys):
+    assert main(["benchmark", "--out", str(tmp_path / "o"), "--training-seeds", "1", "1"]) == 2
+    assert "training seeds must be distinct" in _error(capsys)
+    assert not (tmp_path / "o").exists()

@@ -148,3 +148,168 @@ def test_the_cli_reads_threads_before_importing_the_command(argv, expected):
     from cryodiff.cli import _requested_threads
 
     assert _requested_threads(argv) == expected
+
+
+# --- re-checking the load while computing (adapt_threads) ---------------------------------
+
+from cryodiff.threads import (AUTO_MARKER, ThreadAdapter, chosen_automatically,  # noqa: E402
+                              parse_cpu_busy_ticks, threads_for_others)
+
+
+@pytest.mark.parametrize(("cores", "others", "expected"), [
+    (2, 0.0, 2), (2, 0.3, 2), (2, 0.45, 1), (2, 0.67, 1), (2, 1.0, 1), (2, 3.0, 1),
+    (16, 0.2, 16), (16, 2.5, 13), (1, 0.9, 1), (2, -0.2, 2)])
+def test_threads_left_by_other_processes(cores, others, expected):
+    assert threads_for_others(cores, others) == expected
+
+
+PROC_STAT = """cpu  300 0 30 900 10 0 0 0 0 0
+cpu0 100 0 10 450 5 0 0 0 0 0
+cpu1 200 5 20 450 5 1 2 3 0 0
+intr 12345
+ctxt 678
+"""
+
+
+def test_busy_ticks_count_only_the_cores_asked_for():
+    assert parse_cpu_busy_ticks(PROC_STAT) == 110 + 231
+    assert parse_cpu_busy_ticks(PROC_STAT, {1}) == 200 + 5 + 20 + 1 + 2 + 3
+    assert parse_cpu_busy_ticks(PROC_STAT, {7}) == 0
+
+
+class _FakeMachine:
+    """A clock, the busy seconds of 2 cores and this process's CPU seconds, advanced by hand."""
+
+    def __init__(self):
+        self.now, self.busy, self.own, self.threads = 0.0, 0.0, 0.0, 2
+
+    def advance(self, seconds: float, own_cores: float, other_cores: float) -> None:
+        self.now += seconds
+        self.own += seconds * own_cores
+        self.busy += seconds * (own_cores + other_cores)
+
+    def adapter(self) -> ThreadAdapter:
+        return ThreadAdapter(cores=2, interval_s=1.0, busy_seconds=lambda: self.busy,
+                             own_seconds=lambda: self.own, clock=lambda: self.now,
+                             get_threads=lambda: self.threads,
+                             set_threads=lambda n: setattr(self, "threads", n))
+
+
+def test_a_competitor_arriving_mid_run_drops_a_thread_and_its_leaving_restores_it():
+    machine = _FakeMachine()
+    adapter = machine.adapter()
+    counts = []
+    # Quiet: two threads keep both cores; then a busy process gets 2/3 of a core (three
+    # runnable threads on two cores); then it leaves.
+    for own, others in [(2.0, 0.0)] * 3 + [(1.33, 0.67)] + [(1.0, 1.0)] * 3 + [(1.0, 0.0)] * 3:
+        machine.advance(1.0, own, others)
+        counts.append(adapter.check())
+    assert counts[:3] == [2, 2, 2]
+    assert counts[3] == 1          # down at the first check that sees the competitor
+    assert counts[4:6] == [1, 1]
+    assert counts[7] == 1 and counts[8] == 2   # up only after two quiet checks
+    assert [(a, b) for a, b, _ in adapter.changes] == [(2, 1), (1, 2)]
+
+
+def test_checks_between_intervals_change_nothing():
+    machine = _FakeMachine()
+    adapter = machine.adapter()
+    machine.advance(1.0, 2.0, 0.0)
+    adapter.check()
+    machine.advance(0.5, 1.0, 1.0)
+    assert adapter.check() == 2 and adapter.changes == []
+
+
+def test_only_an_automatic_count_is_adapted(monkeypatch):
+    assert chosen_automatically({AUTO_MARKER: "2", "OMP_NUM_THREADS": "2"})
+    assert not chosen_automatically({AUTO_MARKER: "2", "OMP_NUM_THREADS": "1"})
+    assert not chosen_automatically({"OMP_NUM_THREADS": "2"})
+    import cryodiff.threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv(AUTO_MARKER, raising=False)
+    assert cryodiff.threads.adapt_threads() is None   # the user's choice: left alone
+
+
+def test_an_inherited_automatic_count_is_decided_again():
+    inherited = {"OMP_NUM_THREADS": "2", AUTO_MARKER: "2"}
+    choice = choose_threads(cores=2, load=1.0, environ=inherited)
+    assert choice.threads == 1 and choice.automatic
+    user = {"OMP_NUM_THREADS": "2"}
+    assert choose_threads(cores=2, load=1.0, environ=user).threads == 2
+
+
+def test_the_cli_marks_its_own_choice_for_child_processes():
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED + (AUTO_MARKER,)}
+    code = ("import os; from cryodiff.threads import configure_threads; c = configure_threads();"
+            " import json; print(json.dumps([c.automatic, os.environ.get('CRYODIFF_AUTO_THREADS'),"
+            " os.environ['OMP_NUM_THREADS']]))")
+    auto = json.loads(subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                                     capture_output=True, text=True, check=True).stdout)
+    assert auto[0] is True and auto[1] == auto[2]
+    pinned = json.loads(subprocess.run([sys.executable, "-c", code],
+                                       env={**env, "OMP_NUM_THREADS": "1"}, cwd=ROOT,
+                                       capture_output=True, text=True, check=True).stdout)
+    assert pinned == [False, None, "1"]
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux /proc/stat")
+def test_a_real_busy_process_is_seen_by_the_adapter():
+    import time
+
+    threads = [os.cpu_count() or 2]
+    adapter = ThreadAdapter(cores=threads[0], interval_s=0.5,
+                            get_threads=lambda: threads[0],
+                            set_threads=lambda n: threads.__setitem__(0, n))
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        adapter.check()
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            adapter.check()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert adapter.changes, "a process spinning on one core was not noticed"
+    assert adapter.changes[0][2] >= 0.45 and threads[0] <= (os.cpu_count() or 2) - 1
+
+
+def test_adapt_threads_asks_the_adapter_only_for_an_automatic_count(monkeypatch):
+    import cryodiff.threads
+
+    class Stub:
+        calls = 0
+
+        def check(self):
+            Stub.calls += 1
+            return 7
+
+    monkeypatch.setattr(cryodiff.threads, "_ADAPTER", Stub())
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv(AUTO_MARKER, "3")
+    assert cryodiff.threads.adapt_threads() == 7 and Stub.calls == 1
+    monkeypatch.setenv(AUTO_MARKER, "2")  # the user changed OMP_NUM_THREADS since
+    assert cryodiff.threads.adapt_threads() is None and Stub.calls == 1
+
+
+def test_the_sampler_and_the_projector_recheck_at_every_step(monkeypatch):
+    import torch
+
+    import cryodiff.projection
+    import cryodiff.sampling
+    from cryodiff.diffusion import linear_schedule, respace
+    from cryodiff.geometry import random_rotations
+    from cryodiff.phantom import make_phantom
+
+    calls = []
+    for module in (cryodiff.sampling, cryodiff.projection):
+        monkeypatch.setattr(module, "adapt_threads", lambda: calls.append(1))
+    schedule = respace(linear_schedule(100), 4)
+    cryodiff.sampling.sample(lambda y, c, level: torch.zeros_like(y), torch.zeros(2, 1, 8, 8),
+                             schedule, "ddpm", generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 4
+    volume = cryodiff.projection.prepare_volume(make_phantom(32))
+    cryodiff.projection.project(volume, random_rotations(5, torch.Generator().manual_seed(0)),
+                                chunk_size=2)
+    assert len(calls) == 4 + 3

@@ -90,3 +90,15 @@ def test_simulated_data_clean_target_has_no_ctf():
     # Same seeds, so the same particles; only the target differs (CTF applied or not).
     assert torch.equal(with_ctf.val_condition, restored.val_condition)
     assert not torch.allclose(with_ctf.val_target, restored.val_target)
+
+
+def test_given_validation_pairs_keep_every_training_pair_in_order():
+    config = tiny_config()
+    noisy, clean = blob_pairs(30, 16)
+    data = PairedStackData(noisy[:24], clean[:24], config, validation=(noisy[24:], clean[24:]))
+    assert torch.equal(data.train_condition, noisy[:24]) and torch.equal(data.train_target,
+                                                                         clean[:24])
+    assert torch.equal(data.val_condition, noisy[24:]) and torch.equal(data.val_target,
+                                                                       clean[24:])
+    assert data.normalisation.condition_mean == pytest.approx(float(noisy[:24].mean()),
+                                                              rel=1e-5)

@@ -21,7 +21,12 @@ BASELINES: dict[str, tuple[str, str]] = {
     "topaz": ("cryodiff.baselines.topaz", "TopazDenoiser"),
     "noise2noise": ("cryodiff.baselines.noise2noise", "Noise2NoiseDenoiser"),
     "supervised": ("cryodiff.baselines.supervised", "SupervisedUNet"),
+    "supervised-l1": ("cryodiff.baselines.supervised", "SupervisedUNetL1"),
+    "supervised-large": ("cryodiff.baselines.supervised", "SupervisedUNetLarge"),
     "cwf": ("cryodiff.baselines.cwf", "CwfDenoiser"),
+    # CWF fitted on the 2D test images alone (its covariance comes from the images it
+    # denoises, so the row "cwf" depends on the size of the 3D test set).
+    "cwf-2d": ("cryodiff.baselines.cwf", "CwfDenoiser"),
 }
 
 

@@ -98,7 +98,13 @@ def cwf_denoise(images: torch.Tensor, ctf: torch.Tensor | None = None,
 
 class CwfDenoiser:
     """ASPIRE CWF baseline. ``fit`` measures the noise variance on a split with
-    ``clean_ctf`` (otherwise ASPIRE estimates it from the test images' corners)."""
+    ``clean_ctf`` (otherwise ASPIRE estimates it from the test images' corners).
+
+    The mean and covariance come from the images given to ``denoise`` (transductive), so a
+    score depends on how many there are: ``n_covariance_images`` records the count of the
+    last call. The benchmark's "cwf" row denoises the 3D test set in one call, "cwf-2d"
+    (this class too) only the 2D test images.
+    """
 
     name = "cwf"
 
@@ -107,6 +113,16 @@ class CwfDenoiser:
         self.target = check_target(target)
         self.noise_variance = noise_variance
         self.pixel_size_A = pixel_size_A
+        self.n_covariance_images: int | None = None
+
+    def describe(self) -> str:
+        """One line for the results table: where the covariance and noise variance came from."""
+        noise = ("noise variance from validation" if self.noise_variance is not None
+                 else "noise variance estimated by ASPIRE")
+        if self.n_covariance_images is None:
+            return noise
+        return (f"mean and covariance fitted on the {self.n_covariance_images} images it "
+                f"denoises; {noise}")
 
     def fit(self, data: DenoisingData) -> CwfDenoiser:
         """Noise variance from ``noisy - clean_ctf`` when available; checks aspire is there."""
@@ -121,6 +137,7 @@ class CwfDenoiser:
         """CWF-denoise ``(N, L, L)`` images with their CTFs; output per ``self.target``."""
         check_images(images, ctf)
         clean = cwf_denoise(images, ctf, self.noise_variance, self.pixel_size_A)
+        self.n_covariance_images = images.shape[0]
         if self.target == "clean" or ctf is None:
             return clean
         return ifft2_centered(fft2_centered(clean) * ctf.to(clean.dtype)).to(images.dtype)

@@ -1,4 +1,5 @@
-"""Gaussian low-pass filter whose width is chosen on a validation set with clean targets."""
+"""Gaussian low-pass filter whose width is chosen on a validation set with clean targets
+(on a grid extended while its best width sits at the edge: no upper cap)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import torch
 
 from cryodiff.baselines.base import DenoisingData, check_images, check_target
+from cryodiff.baselines.grid_search import geometric_search
 
 
 def gaussian_lowpass(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
@@ -41,19 +43,23 @@ def _validation_mse(noisy_ft: torch.Tensor, target_ft: torch.Tensor, sigma_px: f
 
 
 def choose_sigma(noisy: torch.Tensor, target: torch.Tensor, max_sigma_px: float | None = None,
-                 n_grid: int = 25, n_refine: int = 20) -> tuple[float, dict[str, list[float]]]:
+                 n_grid: int = 25, n_refine: int = 20, max_extensions: int = 40
+                 ) -> tuple[float, dict[str, list[float]]]:
     """The σ (pixels) minimising the mean squared error to ``target`` on ``(N, L, L)`` images.
 
     Minimising the MSE is maximising the PSNR for a fixed peak value. A log-spaced grid of
     ``n_grid`` widths in ``[0.1, max_sigma_px]`` (default L/4), plus σ = 0, brackets the
-    optimum; ``n_refine`` golden-section steps then refine it inside the bracket. Returns
-    ``(sigma_px, {"sigma_px": grid, "mse": mse on the grid})``.
+    optimum; the grid is extended past its edge while the best width sits there (at most
+    ``max_extensions`` steps of the grid ratio, :func:`geometric_search`: no cap at L/4);
+    ``n_refine`` golden-section steps then refine it inside the bracket. Returns
+    ``(sigma_px, {"sigma_px": grid, "mse": mse on the grid})``, the grid ascending from 0.
     """
     max_sigma_px = noisy.shape[-1] / 4 if max_sigma_px is None else max_sigma_px
     noisy_ft, target_ft = torch.fft.fft2(noisy.double()), torch.fft.fft2(target.double())
-    grid = [0.0] + torch.logspace(math.log10(0.1), math.log10(max_sigma_px), n_grid,
-                                  dtype=torch.float64).tolist()
-    mse = [_validation_mse(noisy_ft, target_ft, s) for s in grid]
+    search = geometric_search(lambda s: _validation_mse(noisy_ft, target_ft, s), 0.1,
+                              max_sigma_px, n_grid, max_extensions)
+    grid = [0.0, *search.values]
+    mse = [_validation_mse(noisy_ft, target_ft, 0.0), *search.losses]
     best = min(range(len(grid)), key=mse.__getitem__)
     low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
     # Golden-section search on the bracket around the best grid point (MSE is unimodal in σ
@@ -93,6 +99,15 @@ class GaussianLowpass:
         check_images(data.noisy)
         self.sigma_px, self.search = choose_sigma(data.noisy, data.target(self.target))
         return self
+
+    def describe(self) -> str:
+        """One line for the results table: σ and the grid it was chosen from."""
+        if self.search is None:
+            return f"σ = {self.sigma_px:.2f} px, given"
+        grid, mse = self.search["sigma_px"], self.search["mse"]
+        edge = "; still at the grid's edge" if min(mse) == mse[-1] else ""
+        return (f"σ = {self.sigma_px:.2f} px chosen on validation (grid 0–{grid[-1]:.3g} px, "
+                f"extended whenever the best is at its edge{edge})")
 
     def denoise(self, images: torch.Tensor, ctf: torch.Tensor | None = None) -> torch.Tensor:
         """Low-pass ``(N, L, L)`` images with the chosen σ (``ctf`` is ignored)."""

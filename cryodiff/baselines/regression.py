@@ -1,56 +1,168 @@
-"""Image-to-image regression with a U-Net: the training loop shared by the Noise2Noise and
-supervised baselines, and the denoiser object they both are.
+"""Image-to-image regression with a U-Net: the training recipe shared by the Noise2Noise and
+supervised baselines, and the denoiser object they all are.
 
-The backbone is the post-processing U-Net (:class:`cryodiff.models.postprocess.
+The recipe (:class:`RegressionRecipe`) is the diffusion model's (issue 16, "a fair table"):
+AdamW with weight decay, a linear learning-rate warm-up, gradient-norm clipping, an
+exponential moving average (EMA) of the weights ramped as
+:func:`cryodiff.training.loop.ema_decay_at` — the EMA network is the one that denoises —
+random dihedral transforms per pair (rotations by 90° and flips, which commute with isotropic
+noise and keep input/target pairs aligned), and autocast precision on CUDA resolved from
+``amp`` as the diffusion loop resolves it. The loss is ``"l2"`` (its minimiser is the
+posterior mean, which PSNR rewards) or ``"l1"`` (the posterior median). Everything random is
+seeded.
+
+The default network is the post-processing U-Net (:class:`cryodiff.models.postprocess.
 PostProcessUNet`) built without a condition input, so it maps a noisy image to
-``noisy + correction``. Training minimises the L2 loss with Adam on random mini-batches with
-random dihedral transforms (rotations by 90° and flips, which commute with the isotropic
-noise and keep input/target pairs aligned). Everything random is seeded.
+``noisy + correction``.
 """
 
 from __future__ import annotations
+
+import copy
+import dataclasses
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from cryodiff.baselines.base import DenoisingData, check_images, check_target
+from cryodiff.errors import CryodiffError
 from cryodiff.models.postprocess import PostProcessConfig, PostProcessUNet
+from cryodiff.training.config import AMP_MODES, LOSSES, TrainConfig
+from cryodiff.training.data import augment_pairs
+from cryodiff.threads import adapt_threads
+from cryodiff.training.loop import autocast_dtype, ema_decay_at, update_ema
 
 
-def _dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
-    """One of the 8 symmetries of the square (``index`` in 0..7) on the last two dims."""
-    x = torch.rot90(x, index % 4, dims=(-2, -1))
-    return x.flip(-1) if index >= 4 else x
+@dataclass(frozen=True)
+class RegressionRecipe:
+    """How a regression U-Net is trained.
+
+    ``steps`` AdamW steps on mini-batches of ``batch_size`` pairs drawn with replacement, at
+    learning rate ``lr`` reached by a linear warm-up over ``warmup_steps`` (0: none), with
+    decoupled ``weight_decay``, gradient-norm clipping at ``grad_clip`` (0: none) and an EMA
+    of the weights with ``ema_decay`` (ramped as ``min(decay, (1+s)/(10+s))``; 0: the EMA is
+    the raw network). ``loss``: ``"l2"`` or ``"l1"``. ``amp``: one of
+    :data:`cryodiff.training.config.AMP_MODES` (autocast applies on CUDA only). ``seed``
+    seeds the batches, augmentation, dropout and initial weights. The defaults are a plain
+    constant-rate run; the benchmark uses :meth:`from_train_config`.
+    """
+
+    steps: int = 500
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 0.0
+    ema_decay: float = 0.0
+    loss: str = "l2"
+    amp: str = "none"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}"),
+            (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, not {self.amp!r}"),
+            (self.steps >= 0 and self.batch_size >= 1, "steps must be >= 0, batch_size >= 1"),
+            (self.lr > 0 and self.weight_decay >= 0 and self.grad_clip >= 0
+             and self.warmup_steps >= 0, "lr must be > 0; weight_decay, grad_clip and "
+             "warmup_steps >= 0"),
+            (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), not {self.ema_decay}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CryodiffError(message)
+
+    @classmethod
+    def from_train_config(cls, train: TrainConfig, loss: str = "l2") -> RegressionRecipe:
+        """The diffusion model's optimiser recipe, budget and precision from ``train``, with
+        the regression ``loss`` (``train.loss`` is the diffusion ε-loss, not used here)."""
+        return cls(steps=train.steps, batch_size=train.batch_size, lr=train.lr,
+                   weight_decay=train.weight_decay, warmup_steps=train.warmup_steps,
+                   grad_clip=train.grad_clip, ema_decay=train.ema_decay, loss=loss,
+                   amp=train.amp, seed=train.seed)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of step ``step`` (0-based): linear warm-up, then constant."""
+        return self.lr * min(1.0, (step + 1) / max(self.warmup_steps, 1))
+
+    def describe(self, device: str | torch.device = "cpu") -> str:
+        """A short human-readable summary on ``device``, e.g.
+        ``"AdamW + warm-up + clip + EMA, L2, fp32"`` (``"bf16 autocast"`` on a GPU)."""
+        parts = ["AdamW"] + [label for label, on in (
+            ("warm-up", self.warmup_steps > 0), ("clip", self.grad_clip > 0),
+            ("EMA", self.ema_decay > 0)) if on]
+        dtype = autocast_dtype(self.amp, torch.device(device))
+        precision = "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+        return f"{' + '.join(parts)}, {self.loss.upper()}, {precision}"
+
+
+@dataclass
+class RegressionFit:
+    """What :func:`fit_image_to_image` returns: the EMA network (eval mode, no gradients),
+    the loss of every step and the learning rate each step used."""
+
+    ema: nn.Module
+    losses: list[float]
+    lrs: list[float]
 
 
 def fit_image_to_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-                       steps: int, batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
-                       augment: bool = True) -> list[float]:
+                       recipe: RegressionRecipe = RegressionRecipe(),
+                       augment: bool = True) -> RegressionFit:
     """Train ``model`` (``(B, 1, L, L) -> (B, 1, L, L)``) to map ``inputs`` to ``targets``.
 
-    ``inputs``, ``targets``: ``(N, L, L)`` on the model's device. Runs ``steps`` Adam steps
-    of mean squared error on mini-batches drawn with replacement by a generator seeded with
-    ``seed``. Returns the loss of every step.
+    ``inputs``, ``targets``: ``(N, L, L)`` on the model's device. Runs ``recipe.steps``
+    steps of the recipe's loss on mini-batches drawn with replacement from a generator seeded
+    with ``recipe.seed``; dropout draws from the global generator, reseeded with
+    ``recipe.seed`` inside a forked RNG state so the caller's stream is untouched.
+    ``model`` ends with the raw trained weights; the returned EMA copy is the denoiser.
     """
     if inputs.shape != targets.shape:
         raise ValueError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ")
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        index = torch.randint(len(inputs), (min(batch_size, len(inputs)),), generator=generator)
-        x, y = inputs[index.to(inputs.device)][:, None], targets[index.to(targets.device)][:, None]
-        if augment:
-            symmetry = int(torch.randint(8, (), generator=generator))
-            x, y = _dihedral(x, symmetry), _dihedral(y, symmetry)
-        loss = (model(x) - y).square().mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(recipe.seed)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
+                                  weight_decay=recipe.weight_decay)
+    amp_dtype = autocast_dtype(recipe.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+                else nullcontext())
+    error = torch.abs if recipe.loss == "l1" else torch.square
+    batch = min(recipe.batch_size, len(inputs))
+    losses, lrs = [], []
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(recipe.seed)
+        model.train()
+        for step in range(recipe.steps):
+            if device.type == "cpu":
+                adapt_threads()
+            index = torch.randint(len(inputs), (batch,), generator=generator).to(inputs.device)
+            x, y = inputs[index], targets[index]
+            if augment:
+                x, y = augment_pairs(x, y, generator)
+            lrs.append(recipe.lr_at(step))
+            for group in optimiser.param_groups:
+                group["lr"] = lrs[-1]
+            with autocast:
+                prediction = model(x[:, None])
+            loss = error(prediction.float() - y[:, None]).mean()
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if recipe.grad_clip > 0:
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            scaler.step(optimiser)
+            scaler.update()
+            update_ema(ema, model, ema_decay_at(step, recipe.ema_decay))
+            # Kept on the device: reading each loss would make the CPU wait for the GPU.
+            losses.append(loss.detach())
+        model.eval()
+    return RegressionFit(ema, torch.stack(losses).tolist() if losses else [], lrs)
 
 
 def default_backbone_config(image_size: int) -> PostProcessConfig:
@@ -61,20 +173,26 @@ def default_backbone_config(image_size: int) -> PostProcessConfig:
 class UNetRegressor:
     """A U-Net denoiser trained on ``(input, target)`` image pairs that subclasses choose.
 
-    Images are standardised with the mean and std of the training inputs (the same affine
-    map is applied to targets and undone on outputs). ``config`` defaults to
-    :func:`default_backbone_config` for the training box size.
+    ``recipe`` (:class:`RegressionRecipe`) says how it is trained; keywords naming recipe
+    fields (``steps=…, lr=…, loss=…``) override single fields of it. ``config``: the network's
+    shape (a condition-free :class:`PostProcessConfig`), defaulting to
+    :meth:`default_config` for the training box size. Images are standardised with the mean
+    and std of the training inputs (the same affine map is applied to targets and undone on
+    outputs). The EMA network denoises and is what :meth:`state` saves.
     """
 
     name = "unet-regressor"
+    default_loss = "l2"
 
-    def __init__(self, steps: int = 500, batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
+    def __init__(self, recipe: RegressionRecipe | None = None, *,
                  config: PostProcessConfig | None = None, target: str = "clean_ctf",
-                 device: str | torch.device = "cpu"):
-        self.steps = steps
-        self.batch_size = batch_size
-        self.lr = lr
-        self.seed = seed
+                 device: str | torch.device = "cpu", **recipe_fields):
+        fields = {f.name for f in dataclasses.fields(RegressionRecipe)}
+        unknown = sorted(set(recipe_fields) - fields)
+        if unknown:
+            raise CryodiffError(f"unknown option(s) for {self.name}: {', '.join(unknown)}")
+        base = recipe if recipe is not None else RegressionRecipe(loss=self.default_loss)
+        self.recipe = dataclasses.replace(base, **recipe_fields)
         self.config = config
         self.target = check_target(target)
         self.device = torch.device(device)
@@ -87,35 +205,48 @@ class UNetRegressor:
         """``(inputs, targets)``, each ``(M, L, L)``, to train on; subclasses define it."""
         raise NotImplementedError
 
+    def default_config(self, image_size: int) -> PostProcessConfig:
+        """The network's shape when none was given: :func:`default_backbone_config`."""
+        return default_backbone_config(image_size)
+
+    def parameter_count(self) -> int:
+        """Number of trainable parameters of the trained network."""
+        if self.model is None:
+            raise RuntimeError(f"{type(self).__name__}.parameter_count called before fit()")
+        return sum(p.numel() for p in self.model.parameters())
+
     def fit(self, data: DenoisingData) -> UNetRegressor:
-        """Build a seeded backbone and train it for ``steps`` steps on ``training_pairs``."""
+        """Build a seeded network and train it with the recipe on ``training_pairs``."""
         check_images(data.noisy)
         inputs, targets = self.training_pairs(data)
         self._shift = float(data.noisy.mean())
         self._scale = float(data.noisy.std()) or 1.0
-        config = self.config or default_backbone_config(data.noisy.shape[-1])
+        config = self.config or self.default_config(data.noisy.shape[-1])
         # Seed the weight initialisation without touching the caller's global RNG stream.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            self.model = PostProcessUNet(config).to(self.device)
+            torch.manual_seed(self.recipe.seed)
+            network = PostProcessUNet(config).to(self.device)
         inputs = ((inputs - self._shift) / self._scale).float().to(self.device)
         targets = ((targets - self._shift) / self._scale).float().to(self.device)
-        self.losses = fit_image_to_image(self.model, inputs, targets, self.steps,
-                                         self.batch_size, self.lr, self.seed)
+        result = fit_image_to_image(network, inputs, targets, self.recipe)
+        self.model, self.losses = result.ema, result.losses
         return self
 
     def state(self) -> dict:
-        """What :meth:`load_state` needs to rebuild the trained denoiser (tensors, numbers)."""
+        """What :meth:`load_state` needs to rebuild the trained (EMA) denoiser."""
         if self.model is None:
             raise RuntimeError(f"{type(self).__name__}.state called before fit()")
         return {"model": self.model.state_dict(), "config": self.model.config.to_dict(),
+                "recipe": dataclasses.asdict(self.recipe),
                 "shift": self._shift, "scale": self._scale, "losses": list(self.losses)}
 
     def load_state(self, state: dict) -> UNetRegressor:
         """Restore a denoiser saved with :meth:`state` instead of training it again."""
         self.model = PostProcessUNet(PostProcessConfig.from_dict(state["config"]))
         self.model.load_state_dict(state["model"])
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval().requires_grad_(False)
+        if "recipe" in state:
+            self.recipe = RegressionRecipe(**state["recipe"])
         self._shift, self._scale = float(state["shift"]), float(state["scale"])
         self.losses = [float(v) for v in state["losses"]]
         return self

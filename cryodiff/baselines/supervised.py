@@ -1,7 +1,10 @@
-"""Supervised U-Net: the post-processor's backbone trained directly on noisy → clean pairs.
+"""Supervised U-Nets trained directly on noisy → clean pairs: the strongest simple baselines.
 
-The strongest simple baseline: it has the clean targets the diffusion model trains on and
-the same architecture as the post-processor, but no generative prior or sampling.
+They have the clean targets the diffusion model trains on, but no generative prior or
+sampling. Three variants (issue 16): ``supervised``, the post-processor's backbone with the
+L2 loss; ``supervised-l1``, the same with the L1 loss (a median, not the PSNR-optimal mean);
+``supervised-large``, SR3's own U-Net shape without its noise-level and condition inputs,
+so the comparison with SR3 is at matched size.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import torch
 
 from cryodiff.baselines.base import DenoisingData
 from cryodiff.baselines.regression import UNetRegressor
+from cryodiff.errors import CryodiffError
+from cryodiff.models.postprocess import PostProcessConfig
+from cryodiff.models.unet import UNetConfig
 
 
 class SupervisedUNet(UNetRegressor):
@@ -20,3 +26,46 @@ class SupervisedUNet(UNetRegressor):
 
     def training_pairs(self, data: DenoisingData) -> tuple[torch.Tensor, torch.Tensor]:
         return data.noisy, data.target(self.target)
+
+
+class SupervisedUNetL1(SupervisedUNet):
+    """:class:`SupervisedUNet` trained with the L1 loss (the per-pixel posterior median)."""
+
+    name = "supervised-l1"
+    default_loss = "l1"
+
+    def __init__(self, recipe=None, **options):
+        super().__init__(recipe, **options)
+        if self.recipe.loss != "l1":
+            raise CryodiffError(f"{self.name} trains with the L1 loss, not {self.recipe.loss!r}")
+
+
+def matched_backbone_config(unet: UNetConfig) -> PostProcessConfig:
+    """SR3's U-Net shape ``unet`` as a residual network without noise-level or condition
+    input: the same levels, widths, blocks, attention, dropout and normalisation, one image
+    channel in and out (built as a condition-free
+    :class:`~cryodiff.models.postprocess.PostProcessUNet`, ``input + correction``)."""
+    return PostProcessConfig(
+        image_channels=unet.image_channels, condition_channels=0,
+        base_channels=unet.base_channels, channel_mults=tuple(unet.channel_mults),
+        num_res_blocks=unet.num_res_blocks, attention_resolutions=tuple(unet.attention_resolutions),
+        image_size=unet.image_size, attention_heads=unet.attention_heads, dropout=unet.dropout,
+        norm_groups=unet.norm_groups)
+
+
+class SupervisedUNetLarge(SupervisedUNet):
+    """:class:`SupervisedUNet` with SR3's network: ``unet`` is the diffusion model's
+    :class:`~cryodiff.models.unet.UNetConfig` (default: its defaults at the training box
+    size), turned into a network by :func:`matched_backbone_config`. Its parameter count is
+    SR3's less the noise-level MLP, the FiLM layers and the condition's input weights."""
+
+    name = "supervised-large"
+
+    def __init__(self, recipe=None, *, unet: UNetConfig | None = None, **options):
+        if unet is not None and options.get("config") is not None:
+            raise CryodiffError(f"{self.name}: give unet (SR3's shape) or config, not both")
+        super().__init__(recipe, **options)
+        self.unet = unet
+
+    def default_config(self, image_size: int) -> PostProcessConfig:
+        return matched_backbone_config(self.unet or UNetConfig(image_size=image_size))

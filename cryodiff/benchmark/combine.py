@@ -4,9 +4,16 @@ A slow preset is run one condition at a time (``benchmarks/parallel_conditions.s
 condition per session on a CPU), so each run folder holds its own ``results.json``. This
 module reads them all and lays the rows out as the paper's Table 1 does: one row per method,
 one column per SNR, for each map — 2D quality (PSNR / SSIM), 3D resolution at known poses,
-and 3D at searched poses (median pose error / FSC-0.143). Runs that measured half maps add
-a table of the half-map FSC-0.143 beside the FSC-0.5 against the truth; older
+and 3D at searched poses (median pose error / FSC-0.143). 3D at known poses shows the
+FSC-0.5 against the true map (the primary figure, which decides the winner) with FSC-0.143
+beside it. Learnt rows trained with several seeds show their mean ± the SD across seeds, and
+PSNR ties within that spread (:mod:`cryodiff.benchmark.ranking`). Runs that measured half
+maps add a table of the half-map FSC-0.143 beside the FSC-0.5 against the truth; older
 ``results.json`` files without those keys combine as before.
+
+One table, one device: rows record the ``device`` they were measured on, and runs from
+different devices are refused unless ``allow_mixed_devices`` (then every column names its
+device). Files written before rows recorded a device combine unchecked, with a note.
 """
 
 from __future__ import annotations
@@ -15,14 +22,14 @@ import json
 import os
 from pathlib import Path
 
+from cryodiff.benchmark.ranking import NEAR_RANDOM_DEG, SHOWN, full_2d_count, winners
 from cryodiff.errors import CryodiffError
 
 REQUIRED_KEYS = ("method", "map", "snr", "psnr", "ssim", "fsc_0143_A", "status")
 NUMBER_KEYS = ("psnr", "ssim", "fsc_0143_A", "fsc_0143_A_pose_search", "median_pose_error_deg",
                "n_test_2d", "fsc_05_A", "fsc_halfmap_0143_A", "halfmap_minus_truth_A",
-               "fsc_halfmap_unmasked_0143_A", "halfmap_randomized_fsc")
-# A median pose error above this (degrees) is close to random (126° on average): not a winner.
-NEAR_RANDOM_DEG = 90.0
+               "fsc_halfmap_unmasked_0143_A", "halfmap_randomized_fsc", "n_seeds",
+               "psnr_seed_sd", "ssim_seed_sd")
 
 
 def results_file(path: str | os.PathLike) -> Path:
@@ -58,13 +65,36 @@ def _check_row(row, index: int, path: Path) -> None:
         if row.get(key) is not None and not _is_number(row[key]):
             raise CryodiffError(f"{where}: {key} must be a number or null, got {row[key]!r}",
                                 path=path)
+    if row.get("device") is not None and not isinstance(row["device"], str):
+        raise CryodiffError(f"{where}: device must be text or null, got {row['device']!r}",
+                            path=path)
 
 
-def load_rows(paths: list[str | os.PathLike]) -> list[dict]:
+def check_devices(rows: list[dict], allow_mixed_devices: bool = False) -> None:
+    """Refuse rows measured on more than one device (one line naming the files of each),
+    unless ``allow_mixed_devices``. Rows without a ``device`` (older files) are not checked."""
+    files: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("device"):
+            names = files.setdefault(row["device"], [])
+            if row["source"] not in names:
+                names.append(row["source"])
+    if len(files) > 1 and not allow_mixed_devices:
+        listed = "; ".join(f"{device} in {', '.join(names)}" for device, names in files.items())
+        raise CryodiffError(f"runs on different devices do not make one table ({listed}); "
+                            "combine runs of one device, or pass --allow-mixed-devices "
+                            "(allow_mixed_devices=True) to lay them out with each column's "
+                            "device named")
+
+
+def load_rows(paths: list[str | os.PathLike],
+              allow_mixed_devices: bool = False) -> list[dict]:
     """All rows of the given ``results.json`` files (or run folders), each tagged with its file.
 
     Raises :class:`CryodiffError` naming the file when it is missing, is not a benchmark's
-    list of rows, or measures a (method, map, SNR) that an earlier file already measured.
+    list of rows, or measures a (method, map, SNR) that an earlier file already measured;
+    and naming the files of each device when the rows come from several devices (see
+    :func:`check_devices`).
     """
     rows: list[dict] = []
     seen: dict[tuple, Path] = {}
@@ -90,6 +120,7 @@ def load_rows(paths: list[str | os.PathLike]) -> list[dict]:
                                     f"also in {seen[key]}", path=path)
             seen[key] = path
             rows.append({**row, "source": str(path)})
+    check_devices(rows, allow_mixed_devices)
     return rows
 
 
@@ -97,43 +128,13 @@ def _cell(value, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _full_2d_count(rows: list[dict]) -> int | None:
-    """Test-set size of the condition's 2D scores: the most images any measured row used."""
-    return max((r["n_test_2d"] for r in rows if r["status"] == "ok" and r["psnr"] is not None
-                and r.get("n_test_2d") is not None), default=None)
-
-
-def _ranked_2d(row: dict, full: int | None) -> bool:
-    return row["status"] == "ok" and row["psnr"] is not None and row["method"] != "noisy" \
-        and row.get("n_test_2d") == full
-
-
-# metric -> (digits shown, whether larger is better)
-SHOWN = {"psnr": (2, True), "ssim": (3, True), "fsc_0143_A": (1, False),
-         "median_pose_error_deg": (1, False)}
-
-
-def winners(rows: list[dict]) -> dict[str, set[str]]:
-    """The best methods of one condition per metric (all of them when tied as shown).
-
-    PSNR and SSIM rank the denoisers scored on the full 2D test set; 3D at known poses ranks
-    every measured method, the raw particles included (the clean row is the reference); the
-    pose error does too, but names no winner when every method is near random.
-    """
-    full = _full_2d_count(rows)
-    measured = [r for r in rows if r["status"] == "ok"]
-    best: dict[str, set[str]] = {}
-    for key, (digits, larger) in SHOWN.items():
-        pool = [r for r in measured if r.get(key) is not None
-                and (key not in ("psnr", "ssim") or _ranked_2d(r, full))]
-        if not pool:
-            continue
-        shown = {r["method"]: round(r[key], digits) for r in pool}
-        top = max(shown.values()) if larger else min(shown.values())
-        if key == "median_pose_error_deg" and top > NEAR_RANDOM_DEG:
-            continue
-        best[key] = {method for method, value in shown.items() if value == top}
-    return best
+def with_seed_sd(row: dict, key: str, digits: int) -> str:
+    """``25.70 ± 0.12``: the mean over training seeds ± their sample SD when the row was
+    trained with more than one seed, the plain value otherwise (``—`` when not measured)."""
+    text = _cell(row.get(key), digits)
+    if (row.get("n_seeds") or 1) > 1 and row.get(f"{key}_seed_sd") is not None:
+        text += f" ± {row[f'{key}_seed_sd']:.{digits}f}"
+    return text
 
 
 def _bold(text: str, on: bool) -> str:
@@ -148,8 +149,16 @@ def map_tables(rows: list[dict], map_name: str) -> str:
     by_key = {(r["method"], _snr_key(r["snr"])): r for r in mine}
     condition = {snr: [r for r in mine if _snr_key(r["snr"]) == snr] for snr in snrs}
     won = {snr: winners(condition[snr]) for snr in snrs}
-    full = {snr: _full_2d_count(condition[snr]) for snr in snrs}
-    head = "| method | " + " | ".join(f"SNR {snr:g}" for snr in snrs) + " |"
+    full = {snr: full_2d_count(condition[snr]) for snr in snrs}
+    devices = {snr: sorted({r["device"] for r in condition[snr] if r.get("device")})
+               for snr in snrs}
+    mixed = len({r["device"] for r in rows if r.get("device")}) > 1
+
+    def column(snr: float) -> str:
+        named = ", ".join(devices[snr]) or "device not recorded"
+        return f"SNR {snr:g} ({named})" if mixed else f"SNR {snr:g}"
+
+    head = "| method | " + " | ".join(column(snr) for snr in snrs) + " |"
     rule = "|---|" + "---|" * len(snrs)
 
     def body(cell) -> list[str]:
@@ -161,7 +170,8 @@ def map_tables(rows: list[dict], map_name: str) -> str:
         return lines
 
     def shown(row, key: str, snr: float) -> str:
-        return _bold(_cell(row.get(key), SHOWN[key][0]), row["method"] in won[snr].get(key, ()))
+        return _bold(with_seed_sd(row, key, SHOWN[key][0]),
+                     row["method"] in won[snr].get(key, ()))
 
     def quality(row, snr) -> str:
         if row is None or row["psnr"] is None:
@@ -172,7 +182,9 @@ def map_tables(rows: list[dict], map_name: str) -> str:
         return text
 
     def known(row, snr) -> str:
-        return "—" if row is None else shown(row, "fsc_0143_A", snr)
+        if row is None or (row.get("fsc_05_A") is None and row.get("fsc_0143_A") is None):
+            return "—"
+        return shown(row, "fsc_05_A", snr) + " / " + _cell(row.get("fsc_0143_A"), 1)
 
     def searched(row, snr) -> str:
         if row is None or row.get("median_pose_error_deg") is None:
@@ -181,12 +193,16 @@ def map_tables(rows: list[dict], map_name: str) -> str:
                 + _cell(row.get("fsc_0143_A_pose_search"), 1))
 
     parts = [f"### {map_name}", "",
-             "2D: PSNR (dB) / SSIM against the clean target (best of each column in bold; "
-             "rows scored on fewer images say how many and are not ranked).", "",
+             "2D: PSNR (dB) / SSIM against the clean target; learnt rows trained with "
+             "several seeds give the mean ± the SD across seeds. Bold: best of each column, "
+             "or tied — in PSNR within the larger seed SD of the row and the best, in SSIM "
+             "equal as printed. Rows scored on fewer images say how many and are not "
+             "ranked.", "",
              head, rule, *body(quality), "",
-             "3D at known poses: FSC-0.143 against the true map (Å; best method in bold, "
-             "raw particles included; the clean row is the reference).", "", head, rule,
-             *body(known)]
+             "3D at known poses: FSC-0.5 / FSC-0.143 against the true map (Å). FSC-0.5, the "
+             "criterion for a map against the truth, is the primary figure: its best method "
+             "is in bold (raw particles included; the clean row is the reference).", "",
+             head, rule, *body(known)]
     def claimed(row, snr) -> str:
         if row is None or row.get("fsc_halfmap_0143_A") is None:
             return "—"
@@ -212,12 +228,31 @@ def map_tables(rows: list[dict], map_name: str) -> str:
     return "\n".join(parts)
 
 
+def _device_notes(rows: list[dict]) -> list[str]:
+    """Lines saying which device the rows were measured on: one device, several (each
+    column names its own), and the files that record none."""
+    devices = sorted({r["device"] for r in rows if r.get("device")})
+    unrecorded = sorted({r["source"] for r in rows if not r.get("device")})
+    lines = []
+    if len(devices) == 1:
+        lines.append(f"Device: {devices[0]}.")
+    elif devices:
+        lines.append("**Mixed devices (" + ", ".join(devices) + "), combined on request: "
+                     "timings and precision differ between columns, so this is not one table "
+                     "under the protocol; each column names its device.**")
+    if unrecorded:
+        lines.append("No device recorded in " + ", ".join(f"`{s}`" for s in unrecorded)
+                     + " (written before rows recorded one): combined without the "
+                     "one-device check.")
+    return [*lines, ""] if lines else []
+
+
 def combined_markdown(rows: list[dict]) -> str:
     """The whole table: one section per map, in the order the maps first appear."""
     maps = list(dict.fromkeys(r["map"] for r in rows))
     sources = sorted({r["source"] for r in rows})
     text = ["# Benchmark results, combined", "",
-            "From: " + ", ".join(f"`{s}`" for s in sources), ""]
+            "From: " + ", ".join(f"`{s}`" for s in sources), "", *_device_notes(rows)]
     for map_name in maps:
         text += [map_tables(rows, map_name), ""]
     return "\n".join(text)

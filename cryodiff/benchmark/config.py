@@ -1,8 +1,9 @@
 """What one benchmark run compares, and at which size: :class:`BenchmarkConfig` and presets.
 
 A preset fixes the data (box, maps, SNRs, split sizes), the training preset shared by every
-trained method (SR3 + post-processor, Noise2Noise, supervised U-Net: same training pairs,
-same number of optimiser steps and batch size), the sampling steps tried and which methods
+trained method (SR3 + post-processor, Noise2Noise, supervised U-Nets: same training pairs,
+same number of optimiser steps and batch size) and its training seeds, the sampling steps
+tried and which methods
 are also reconstructed in 3D. Slow methods (BM3D, SR3 with many steps) are evaluated in 2D
 on the first ``n_test_slow`` test particles only; the report says so.
 """
@@ -16,8 +17,11 @@ from cryodiff.errors import CryodiffError
 
 # Every method the benchmark knows, in table order. "sr3" stands for the family of SR3 rows
 # (plain at each step count, with post-processor, posterior mean).
-BASELINE_METHODS = ("lowpass", "wiener", "bm3d", "topaz", "noise2noise", "supervised", "cwf")
-ALL_METHODS = BASELINE_METHODS + ("sr3",)
+BASELINE_METHODS = ("lowpass", "wiener", "bm3d", "topaz", "noise2noise", "supervised",
+                    "supervised-l1", "supervised-large", "cwf", "cwf-2d")
+# "sr3-mse": the SR3 samples refined by a post-processor trained for the mean (L2 + EMA),
+# one per step count (:mod:`cryodiff.benchmark.sr3_mse`); it needs "sr3" (the same model).
+ALL_METHODS = BASELINE_METHODS + ("sr3", "sr3-mse")
 SLOW_METHODS = ("bm3d",)
 
 
@@ -38,6 +42,14 @@ class BenchmarkConfig:
     ``slow_step_threshold`` above which a step count counts as slow.
     ``methods`` to run; ``methods_3d`` also reconstructed (``"sr3"`` there means the
     ``sr3_fast_steps`` rows with and without post-processor).
+    Seeds: ``seed`` fixes the simulated data (maps, poses, noise, splits); every learnt
+    method (SR3 and its rows, the trained baselines) is trained and applied once per seed in
+    ``training_seeds`` (weights, batches, augmentations and sampler draws) on those same data,
+    and its row reports the mean over seeds with the spread between them
+    (:mod:`cryodiff.benchmark.seeds`). ``"sr3-mse"``: one post-processor per step count up to
+    ``mse_post_max_steps`` (None: every one of ``sr3_steps``), each learning from samples of
+    the first ``mse_post_samples`` training particles (None: the whole training split);
+    sampling them costs ``samples × steps`` network passes, hence the bounds.
     Pose search (:mod:`cryodiff.alignment`): with ``pose_search`` every 3D set is also
     reconstructed with orientations found by projection matching against the true map, up
     to ``pose_band_A`` Å (None: ``4 ×`` the pixel size, half the Nyquist frequency), from a
@@ -71,7 +83,19 @@ class BenchmarkConfig:
     pose_grid_deg: float = 15.0
     pose_refine_rounds: int = 4
     seed: int = 0
+    training_seeds: tuple[int, ...] = (0,)
+    mse_post_samples: int | None = None
+    mse_post_max_steps: int | None = None
     device: str = "auto"
+
+    @property
+    def training_seed(self) -> int:
+        """The training seed of a run that trains each learnt method once: the first."""
+        return self.training_seeds[0]
+
+    def for_training_seed(self, seed: int) -> BenchmarkConfig:
+        """This configuration with the learnt methods trained under ``seed`` alone."""
+        return dataclasses.replace(self, training_seeds=(seed,))
 
     def validate(self) -> None:
         """Raise :class:`CryodiffError` for settings no run can use."""
@@ -91,6 +115,14 @@ class BenchmarkConfig:
             raise CryodiffError(f"pose_band_A must be positive, got {self.pose_band_A}")
         if not 0 < self.pose_grid_deg <= 90 or self.pose_refine_rounds < 0:
             raise CryodiffError("need 0 < pose_grid_deg <= 90 and pose_refine_rounds >= 0")
+        seeds = self.training_seeds
+        if (not seeds or len(set(seeds)) != len(seeds)
+                or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+            raise CryodiffError(f"training seeds must be distinct integers >= 0, at least one; "
+                                f"got {list(seeds)}")
+        for name in ("mse_post_samples", "mse_post_max_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise CryodiffError(f"{name} must be positive, got {getattr(self, name)}")
         if self.sr3_fast_steps not in self.sr3_steps:
             raise CryodiffError(f"sr3_fast_steps ({self.sr3_fast_steps}) must be one of "
                                 f"sr3_steps {list(self.sr3_steps)}")
@@ -102,22 +134,26 @@ class BenchmarkConfig:
 
 PRESETS: dict[str, BenchmarkConfig] = {
     # ≤ 15 min on 2 CPU cores: one SNR, 32² boxes, 2000 particles in 3D; BM3D in 2D only.
-    "ci": BenchmarkConfig(preset="ci"),
+    # sr3-mse: sampling 1024 training particles costs ≈ 1 min per 10 steps here (ci model,
+    # 32², one loaded CPU core), so only the 10-step post-processor is trained.
+    "ci": BenchmarkConfig(preset="ci", mse_post_max_steps=10),
     "cpu-small": BenchmarkConfig(
         preset="cpu-small", box=64, snrs=(0.1, 0.05, 0.01), n_train=4096, n_val=128,
         n_test_2d=128, n_test_slow=32, n_test_3d=4000, train_preset="cpu-small",
-        sr3_steps=(10, 50, 250), methods_3d=("lowpass", "wiener", "topaz", "noise2noise",
+        # sr3-mse: sampling 4096 training particles costs ≈ 20 min per 10 steps (cpu-small
+        # model, 64², one loaded CPU core): post-processors for 10 and 50 steps only.
+        training_seeds=(0, 1, 2), mse_post_max_steps=50, sr3_steps=(10, 50, 250), methods_3d=("lowpass", "wiener", "topaz", "noise2noise",
                                              "supervised", "cwf", "sr3")),
     # 128² in one GPU lease (≈ 10 min per trained network, estimated from the H100 rates, see
     # the training preset): one SNR, half of gpu-paper's test sets.
     "gpu-medium": BenchmarkConfig(
         preset="gpu-medium", box=128, snrs=(0.05,), n_train=20_000, n_val=256,
         n_test_2d=256, n_test_slow=32, n_test_3d=5000, train_preset="gpu-medium",
-        sr3_steps=(10, 50, 250)),
+        training_seeds=(0, 1, 2), sr3_steps=(10, 50, 250)),
     "gpu-paper": BenchmarkConfig(
         preset="gpu-paper", box=128, snrs=(0.1, 0.05, 0.01), n_train=50_000, n_val=512,
         n_test_2d=512, n_test_slow=64, n_test_3d=10_000, train_preset="gpu-paper",
-        sr3_steps=(10, 50, 250, 2000), posterior_samples=8,
+        training_seeds=(0, 1, 2), sr3_steps=(10, 50, 250, 2000), posterior_samples=8,
         methods_3d=("lowpass", "wiener", "topaz", "noise2noise", "supervised", "cwf", "sr3")),
 }
 

@@ -6,7 +6,7 @@ seconds per image of the denoising call alone (fitting/training time is reported
 A peer that is not installed is skipped with its install hint; a peer that fails is reported
 as failed with the error — never dropped silently.
 
-Resuming: the trained baselines (Noise2Noise, supervised U-Net) save their weights into the
+Resuming: the trained baselines (:data:`TRAINED_BASELINES`) save their weights into the
 run's work folder once trained, and SR3 keeps its training checkpoints there; a later run with
 the same settings and output folder reuses them (an interrupted SR3 training continues from
 its last checkpoint) instead of training again.
@@ -26,13 +26,14 @@ import torch
 
 from cryodiff.baselines import make_baseline
 from cryodiff.baselines.base import DenoisingData
+from cryodiff.baselines.regression import RegressionRecipe
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import SLOW_METHODS, BenchmarkConfig
 from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import atomic_path, write_json_atomic
 from cryodiff.training.config import TrainConfig, get_preset, with_overrides
 
-TRAINED_BASELINES = ("noise2noise", "supervised")
+TRAINED_BASELINES = ("noise2noise", "supervised", "supervised-l1", "supervised-large")
 # The benchmark settings that decide what a trained baseline learns (with the training
 # preset, in full): its cache key. Other settings may change without retraining it.
 _TRAINING_SETTINGS = ("box", "pixel_size_A", "structural_snr", "n_train", "n_val", "seed")
@@ -52,7 +53,8 @@ class MethodOutput:
 
 
 def train_config_for(config: BenchmarkConfig, condition: Condition) -> TrainConfig:
-    """The training preset every trained method shares, at the condition's box and SNR."""
+    """The training preset every trained method shares, at the condition's box and SNR,
+    seeded with ``config.training_seed`` (the data keep ``config.seed``)."""
     base = get_preset(config.train_preset)
     steps = config.train_steps if config.train_steps is not None else base.steps
     post_steps = (config.post_train_steps if config.post_train_steps is not None
@@ -60,25 +62,32 @@ def train_config_for(config: BenchmarkConfig, condition: Condition) -> TrainConf
     return with_overrides(base, box=config.box, snr=condition.snr, steps=steps,
                           post_train_steps=post_steps, n_val=config.n_val,
                           post_n_samples=min(base.post_n_samples, config.n_train),
-                          seed=config.seed, device=config.device)
+                          seed=config.training_seed, device=config.device)
 
 
 def _fit_data(name: str, condition: Condition) -> DenoisingData:
     """Trained methods learn from the training split; the rest set parameters on validation."""
-    split = condition.train if name in ("noise2noise", "supervised") else condition.val
+    split = condition.train if name in TRAINED_BASELINES else condition.val
     return DenoisingData(noisy=split.noisy, clean_ctf=split.clean_ctf, clean=split.clean,
                          ctf=split.ctf_grid, noisy_pair=split.noisy_pair,
                          pixel_size_A=condition.pixel_size_A)
 
 
+def _regression_recipe(name: str, train: TrainConfig) -> RegressionRecipe:
+    """The trained baselines' recipe: the diffusion model's optimiser, budget and precision
+    (issue 16's fair protocol), with the L1 loss for "supervised-l1" and L2 otherwise."""
+    return RegressionRecipe.from_train_config(train, "l1" if name == "supervised-l1" else "l2")
+
+
 def _baseline_options(name: str, train: TrainConfig, device: torch.device) -> dict:
-    if name in ("noise2noise", "supervised"):
-        # Same backbone as the post-processor, without its condition input; same optimiser
-        # budget (steps × batch size) as the diffusion model.
-        backbone = dataclasses.replace(train.postprocess, condition_channels=0)
-        return {"steps": train.steps, "batch_size": train.batch_size, "lr": train.lr,
-                "seed": train.seed, "config": backbone, "device": device}
-    return {}
+    if name not in TRAINED_BASELINES:
+        return {}
+    options = {"recipe": _regression_recipe(name, train), "device": device}
+    if name == "supervised-large":
+        # SR3's own U-Net shape without its noise-level and condition inputs (matched size).
+        return options | {"unet": train.model}
+    # The post-processor's backbone without its condition input.
+    return options | {"config": dataclasses.replace(train.postprocess, condition_channels=0)}
 
 
 def test_count(name: str, config: BenchmarkConfig) -> int:
@@ -90,9 +99,12 @@ def test_count(name: str, config: BenchmarkConfig) -> int:
 
 def _cache_key(name: str, condition: Condition, config: BenchmarkConfig) -> str:
     settings = {k: getattr(config, k) for k in _TRAINING_SETTINGS}
+    train = train_config_for(config, condition)
+    # The recipe is in the key too, so weights trained by an older recipe are never reused.
+    recipe = dataclasses.asdict(_regression_recipe(name, train)) \
+        if name in TRAINED_BASELINES else None
     return json.dumps({"method": name, "condition": condition.tag, "map": condition.map_spec,
-                       "settings": settings,
-                       "training": train_config_for(config, condition).to_json()},
+                       "settings": settings, "training": train.to_json(), "recipe": recipe},
                       sort_keys=True)
 
 
@@ -151,14 +163,14 @@ def run_baseline(name: str, condition: Condition, config: BenchmarkConfig,
 
 
 def _baseline_note(name: str, baseline) -> str:
-    if name == "lowpass":
-        return f"σ = {baseline.sigma_px:.2f} px chosen on validation"
-    if name == "bm3d":
-        return f"noise std × {baseline.sigma_scale:g} chosen on validation"
-    if name == "topaz":
-        return f"pretrained '{baseline.model_name}' model, no training on these data"
-    if name in ("noise2noise", "supervised"):
-        return f"final training loss {sum(baseline.losses[-20:]) / max(len(baseline.losses[-20:]), 1):.4g}"
+    if name in ("lowpass", "bm3d", "topaz", "cwf", "cwf-2d"):
+        return baseline.describe()  # the parameters chosen and where they came from
+    if name in TRAINED_BASELINES:
+        last = baseline.losses[-20:]
+        return (f"{baseline.recipe.describe(baseline.device)}, "
+                f"{baseline.parameter_count() / 1e6:.2f} M "
+                f"parameters, {baseline.recipe.steps} steps × {baseline.recipe.batch_size}; "
+                f"final training loss {sum(last) / max(len(last), 1):.4g}")
     return ""
 
 
@@ -180,8 +192,8 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
     """Train SR3 and its post-processor on the condition (or reuse a finished identical run,
     or continue an interrupted one from its last checkpoint).
 
-    The run sees the training and validation splits (its own ``n_val`` pairs set aside for
-    validation), i.e. as many training pairs as the other trained methods.
+    SR3 trains on the training split, as the other trained methods, and validates on the
+    validation split.
     Returns ``(Denoiser, train_seconds)``: SR3's training time over every session that
     trained it plus the post-processor's, as recorded in ``RUN/train_seconds.json``.
     """
@@ -205,9 +217,9 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
             return load_denoiser(latest, device), float(sum(recorded.values()))
         else:
             trained_steps = int(state["step"])
-    data = PairedStackData(torch.cat([condition.train.noisy, condition.val.noisy]),
-                           torch.cat([condition.train.clean_ctf, condition.val.clean_ctf]),
-                           train_config, pixel_size_A=condition.pixel_size_A)
+    data = PairedStackData(condition.train.noisy, condition.train.clean_ctf, train_config,
+                           pixel_size_A=condition.pixel_size_A,
+                           validation=(condition.val.noisy, condition.val.clean_ctf))
     if trained_steps < train_config.steps:  # fresh, or continue an interrupted run
         train(train_config, run_dir, data, resume=trained_steps > 0, progress=progress)
     start = time.perf_counter()
@@ -253,7 +265,8 @@ def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
             train_seconds: float | None = None, progress: bool = False) -> list[MethodOutput]:
     """SR3 rows: plain and post-processed at every step count, and the posterior mean.
 
-    Each step count is sampled once (``config.sr3_sampler``); the post-processor is applied to those same
+    Each step count is sampled once (``config.sr3_sampler``, draws seeded by
+    ``config.training_seed``); the post-processor is applied to those same
     samples, so the two rows differ only by it. The ``sr3_fast_steps`` rows cover the whole
     test set when SR3 is in ``methods_3d``; slow step counts use the ``n_test_slow`` subset.
     """
@@ -273,7 +286,7 @@ def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
         start = time.perf_counter()
         samples = denoise_images(denoiser.model, noisy, denoiser.normalisation,
                                  denoiser.schedule, steps=steps, sampler=config.sr3_sampler,
-                                 seed=config.seed, batch_size=256, device=device,
+                                 seed=config.training_seed, batch_size=256, device=device,
                                  progress=progress).mean
         seconds = (time.perf_counter() - start) / n
         rows.append(MethodOutput(f"sr3_{steps}", "sr3", samples, seconds, train_seconds,
@@ -290,7 +303,8 @@ def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
         start = time.perf_counter()
         result = denoise_images(denoiser.model, test.noisy[:n], denoiser.normalisation,
                                 denoiser.schedule, steps=steps, sampler=config.sr3_sampler, n_samples=k,
-                                postprocessor=denoiser.postprocessor, seed=config.seed + 1,
+                                postprocessor=denoiser.postprocessor,
+                                seed=config.training_seed + 1,
                                 batch_size=256, device=device, progress=progress)
         pp = " + post-processor" if denoiser.postprocessor is not None else ""
         rows.append(MethodOutput(f"sr3_mean{k}_{steps}", "sr3-mean", result.mean,

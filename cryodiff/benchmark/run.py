@@ -1,11 +1,17 @@
 """The benchmark run: for every map × SNR, simulate, run every method, score in 2D and 3D.
 
+Learnt methods (the trained baselines, SR3's rows, the ``"sr3-mse"`` rows) are trained and
+applied once per training seed on the same data; their rows are means over seeds with the
+spread between seeds (:mod:`cryodiff.benchmark.seeds`), and their 3D figures come from the
+first seed's images. The other methods run once. Every row records the ``device`` (the
+torch device type the methods ran on), so tables from different devices are not mixed.
 :func:`run_benchmark` returns the result rows and writes ``results.json``, ``results.md`` and
 the figures into the output folder (see :mod:`cryodiff.benchmark.report`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -20,10 +26,12 @@ from cryodiff.benchmark.config import BASELINE_METHODS, BenchmarkConfig
 from cryodiff.benchmark import methods as bench_methods
 from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, halfmap_fsc,
                                          halves_denoised_apart, metrics_2d,
-                                         paired_psnr_difference, reconstruct_halves,
+                                         reconstruct_halves,
                                          reconstruct_split, reconstruct_with_pose_search)
-from cryodiff.benchmark.methods import (MethodOutput, noisy_output, run_baseline, run_sr3,
-                                        train_sr3)
+from cryodiff.benchmark.methods import (TRAINED_BASELINES, MethodOutput, noisy_output,
+                                        run_baseline, run_sr3, train_sr3)
+from cryodiff.benchmark.seeds import (SeededOutput, combine_seeds, images_per_seed,
+                                      paired_difference, per_image_psnr, seed_metrics)
 from cryodiff.errors import CryodiffError
 from cryodiff.fsc import FscResult, MaskedFsc
 
@@ -45,14 +53,20 @@ class ConditionResult:
     fsc_curves_halfmap: dict[str, MaskedFsc] = field(default_factory=dict)
     halfmap_images: dict[str, torch.Tensor | None] = field(default_factory=dict)
     train_seconds: float | None = None
+    device: str = "cpu"
 
 
 NOT_REQUESTED = "not requested (--skip, --only or the preset's method list)"
 
 
-def _row(output: MethodOutput, condition: Condition) -> dict:
+# Row keys of a learnt method's training seeds (None for methods not trained here).
+SEED_KEYS = ("n_seeds", "training_seeds", "seed_psnrs", "psnr_seed_sd", "ssim_seed_sd")
+
+
+def _row(output: MethodOutput, condition: Condition, device: str) -> dict:
     return {"method": output.method, "family": output.family, "map": condition.map_name,
             "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
+            **dict.fromkeys(SEED_KEYS), "device": device,
             "seconds_per_image": finite_or_none(output.seconds_per_image),
             "fsc_0143_A": None, "fsc_05_A": None, "fsc_halfmap_0143_A": None,
             "halfmap_minus_truth_A": None, "fsc_halfmap_unmasked_0143_A": None,
@@ -132,6 +146,7 @@ def score(result: ConditionResult, config: BenchmarkConfig,
     result.maps = {"truth": truth}
     reference = {"method": "clean", "family": "reference", "map": condition.map_name,
                  "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
+                 **dict.fromkeys(SEED_KEYS), "device": result.device,
                  "seconds_per_image": None,
                  **_three_d(result, "clean", test.clean_ctf, config),
                  "fsc_0143_A_pose_search": None, "median_pose_error_deg": None,
@@ -141,16 +156,19 @@ def score(result: ConditionResult, config: BenchmarkConfig,
                  "note": "the clean target itself (upper bound for any denoiser in 3D)"}
     reference |= _pose_search(result, "clean", test.clean_ctf, config)
     for output in result.outputs:
-        row = _row(output, condition)
+        row = _row(output, condition, result.device)
         if output.images is not None:
             n = min(len(output.images), config.n_test_2d)
-            row |= metrics_2d(output.images[:n], test.clean_ctf[:n], px)
+            row |= seed_metrics(output, test.clean_ctf[:n], px)
             row["n_test_2d"] = n
             noisy_psnr = metrics_2d(test.noisy[:n], test.clean_ctf[:n], px)["psnr"]
             row["psnr_gain_db"] = row["psnr"] - noisy_psnr
             if len(output.images) == len(test):
                 row |= _three_d(result, output.method, output.images, config)
                 row["n_test_3d"] = len(test)
+                if isinstance(output, SeededOutput) and len(output.seeds) > 1:
+                    row["note"] += (f"; 3D, half maps and pose search from training seed "
+                                    f"{output.seeds[0]}'s images")
                 if output.method in result.halfmap_images \
                         and result.halfmap_images[output.method] is None:
                     for key in ("fsc_halfmap_0143_A", "halfmap_minus_truth_A",
@@ -158,8 +176,7 @@ def score(result: ConditionResult, config: BenchmarkConfig,
                         row[key] = None
                     result.fsc_curves_halfmap.pop(output.method, None)
                 row |= _pose_search(result, output.method, output.images, config)
-        result.rows.append({k: finite_or_none(v) if isinstance(v, float) else v
-                            for k, v in row.items()})
+        result.rows.append({k: _json_ready(v) for k, v in row.items()})
         if output.method == "noisy":
             result.rows.append(reference)
         log(f"  {output.method:<16} {output.status:<8} PSNR {row['psnr']}  FSC {row['fsc_0143_A']}"
@@ -168,20 +185,30 @@ def score(result: ConditionResult, config: BenchmarkConfig,
     _compare_with_best(result, config)
 
 
+def _json_ready(value):
+    if isinstance(value, float):
+        return finite_or_none(value)
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
 def _compare_with_best(result: ConditionResult, config: BenchmarkConfig) -> None:
     """``psnr_vs_best_db`` ± ``psnr_vs_best_sem``: each row's PSNR minus the best denoiser's,
-    paired image by image over the full 2D test set (rows scored on fewer images get none)."""
-    images = {o.method: o.images for o in result.outputs if o.images is not None}
+    paired image by image over the full 2D test set (rows scored on fewer images get none);
+    a learnt method's per-image PSNR is its mean over training seeds."""
+    outputs = {o.method: o for o in result.outputs if o.images is not None}
     full = [r for r in result.rows if r["status"] == "ok" and r["psnr"] is not None
             and r["n_test_2d"] == min(config.n_test_2d, len(result.condition.test))]
     denoisers = [r for r in full if r["method"] != "noisy"]
     if not denoisers:
         return
     best = max(denoisers, key=lambda r: r["psnr"])
-    n, target = best["n_test_2d"], result.condition.test.clean_ctf[:best["n_test_2d"]]
+    target = result.condition.test.clean_ctf[:best["n_test_2d"]]
+    best_psnr = per_image_psnr(images_per_seed(outputs[best["method"]]), target)
     for row in full:
-        mean, sem = paired_psnr_difference(images[row["method"]][:n], images[best["method"]][:n],
-                                           target)
+        mean, sem = paired_difference(
+            per_image_psnr(images_per_seed(outputs[row["method"]]), target), best_psnr)
         row["psnr_vs_best_db"], row["psnr_vs_best_sem"] = finite_or_none(mean), \
             finite_or_none(sem)
 
@@ -189,10 +216,16 @@ def _compare_with_best(result: ConditionResult, config: BenchmarkConfig) -> None
 def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
                   checkpoint: str | os.PathLike | None = None, progress: bool = True,
                   log: Callable[[str], None] = print) -> ConditionResult:
-    """Run every method of ``config`` on ``condition`` and score it."""
+    """Run every method of ``config`` on ``condition`` and score it.
+
+    The learnt methods run once per training seed (trained baselines cached in
+    ``work_dir/baselines/seed<S>``, SR3 runs in ``work_dir/sr3_<condition>_seed<S>``); with a
+    ``checkpoint``, SR3 and its ``"sr3-mse"`` rows use it under the first training seed only.
+    """
     from cryodiff.training.loop import select_device
 
     device = select_device(config.device, verbose=False)
+    seeds, n_2d = config.training_seeds, config.n_test_2d
     outputs = [noisy_output(condition)]
     for name in BASELINE_METHODS:
         if name not in config.methods:
@@ -200,31 +233,79 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
                                         note=NOT_REQUESTED))
             continue
         start = time.perf_counter()
-        outputs.append(run_baseline(name, condition, config, device, work_dir / "baselines"))
+        if name in TRAINED_BASELINES:
+            outputs.append(combine_seeds(
+                [run_baseline(name, condition, config.for_training_seed(seed), device,
+                              work_dir / "baselines" / f"seed{seed}") for seed in seeds],
+                seeds, n_2d))
+        else:
+            outputs.append(run_baseline(name, condition, config, device,
+                                        work_dir / "baselines"))
         log(f"  {name}: {outputs[-1].status} ({time.perf_counter() - start:.0f} s)")
     train_seconds = None
     if "sr3" in config.methods:
-        start = time.perf_counter()
-        if checkpoint is not None:
-            from cryodiff.benchmark.methods import load_sr3
-            denoiser = load_sr3(checkpoint, config.device)
-            if denoiser.config.box != config.box:
-                raise CryodiffError(f"the checkpoint was trained on {denoiser.config.box} px "
-                                    f"images, the benchmark uses {config.box} px", path=checkpoint)
-        else:
-            denoiser, train_seconds = train_sr3(condition, config, work_dir / f"sr3_{condition.tag}",
-                                                progress)
-        log(f"  sr3 trained/loaded ({time.perf_counter() - start:.0f} s)")
-        start = time.perf_counter()
-        outputs += run_sr3(denoiser, condition, config, train_seconds, progress=False)
-        log(f"  sr3 sampled ({time.perf_counter() - start:.0f} s)")
+        sr3_seeds = seeds if checkpoint is None else seeds[:1]
+        runs, seconds = [], []
+        for seed in sr3_seeds:
+            rows, trained = _sr3_rows(condition, config.for_training_seed(seed), work_dir,
+                                      checkpoint, progress, log)
+            if runs:  # later seeds count in 2D only: keep their 2D images alone
+                rows = [dataclasses.replace(r, images=None if r.images is None
+                                            else r.images[:n_2d].clone()) for r in rows]
+            runs.append({row.method: row for row in rows})
+            seconds.append(trained)
+        for method in runs[0]:
+            outputs.append(combine_seeds([rows[method] for rows in runs], sr3_seeds, n_2d))
+            if len(sr3_seeds) < len(seeds) and outputs[-1].images is not None:
+                outputs[-1].note += (f"; one trained model (--checkpoint): training seed "
+                                     f"{sr3_seeds[0]} only")
+        train_seconds = None if checkpoint is not None else sum(seconds) / len(seconds)
+        if "sr3-mse" not in config.methods:
+            outputs.append(MethodOutput("sr3+pp-mse", "sr3-mse", None, status="skipped",
+                                        note=NOT_REQUESTED))
     else:
         outputs.append(MethodOutput("sr3+pp", "sr3+pp", None, status="skipped",
                                     note=NOT_REQUESTED))
-    result = ConditionResult(condition, outputs, train_seconds=train_seconds)
+        outputs.append(MethodOutput(
+            "sr3+pp-mse", "sr3-mse", None, status="skipped",
+            note="refines SR3's samples: needs sr3" if "sr3-mse" in config.methods
+            else NOT_REQUESTED))
+    result = ConditionResult(condition, outputs, train_seconds=train_seconds,
+                             device=device.type)
     halfmap_inputs(result, config)
     score(result, config, log)
     return result
+
+
+def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
+              checkpoint: str | os.PathLike | None, progress: bool,
+              log: Callable[[str], None]) -> tuple[list[MethodOutput], float | None]:
+    """SR3's rows (and the ``"sr3-mse"`` ones if requested) under ``config.training_seed``,
+    trained in ``work_dir/sr3_<condition>_seed<S>`` (or loaded from ``checkpoint``), and
+    SR3's training seconds (None when loaded)."""
+    from cryodiff.benchmark.sr3_mse import run_sr3_mse
+
+    seed, start = config.training_seed, time.perf_counter()
+    train_seconds, run_dir = None, None
+    if checkpoint is not None:
+        from cryodiff.benchmark.methods import load_sr3
+        denoiser = load_sr3(checkpoint, config.device)
+        if denoiser.config.box != config.box:
+            raise CryodiffError(f"the checkpoint was trained on {denoiser.config.box} px "
+                                f"images, the benchmark uses {config.box} px", path=checkpoint)
+    else:
+        run_dir = work_dir / f"sr3_{condition.tag}_seed{seed}"
+        denoiser, train_seconds = train_sr3(condition, config, run_dir, progress)
+    log(f"  sr3 (training seed {seed}) trained/loaded ({time.perf_counter() - start:.0f} s)")
+    start = time.perf_counter()
+    rows = run_sr3(denoiser, condition, config, train_seconds, progress=False)
+    log(f"  sr3 (training seed {seed}) sampled ({time.perf_counter() - start:.0f} s)")
+    if "sr3-mse" in config.methods:
+        start = time.perf_counter()
+        rows += run_sr3_mse(denoiser, condition, config, rows, cache_dir=run_dir)
+        log(f"  sr3-mse (training seed {seed}) trained and applied "
+            f"({time.perf_counter() - start:.0f} s)")
+    return rows, train_seconds
 
 
 def run_benchmark(config: BenchmarkConfig, out_dir: str | os.PathLike,

@@ -1,32 +1,39 @@
-"""Extra SR3 rows aimed at PSNR: an L2 + EMA post-processor, and the one-pass x̂₀ read-out.
+"""Extra SR3 rows aimed at PSNR: an L2 + EMA post-processor per step count, and the one-pass
+x̂₀ read-out.
 
 Both reuse a trained SR3 (the paper-faithful rows of :func:`cryodiff.benchmark.methods.run_sr3`
 stay as they are):
 
-* ``sr3+pp-mse_<steps>`` — the same ``steps``-step DDPM samples of the test particles as the
-  ``sr3_<steps>`` row (same seed), refined by a post-processor trained for the mean
-  (:func:`cryodiff.training.postprocess_mse.train_mse_postprocessor`) on every training and
-  validation particle SR3 saw;
-* ``sr3-x0_1`` — the network's own x̂₀ at the first step from pure noise: one network
+* ``sr3+pp-mse_<steps>`` (the ``"sr3-mse"`` method of the benchmark) — the ``sr3_<steps>``
+  row's own samples of the test particles, refined by a post-processor trained for the mean
+  (:func:`cryodiff.training.postprocess_mse.train_mse_postprocessor`) on ``steps``-step
+  samples of the training split, one post-processor per step count;
+* :func:`one_pass_x0` — the network's own x̂₀ at the first step from pure noise: one network
   evaluation, ``(y_T − √(1−γ̄_T)·ε̂) / √γ̄_T`` with the schedule's noisiest ``γ̄_T``. With an
   exact ε̂ this is ``E[y₀ | y_T, particle]``, which at ``γ̄_T → 0`` is the posterior mean;
-  dividing by ``√γ̄_T`` amplifies the network's error, which this row measures.
+  dividing by ``√γ̄_T`` amplifies the network's error (≈ 150× with ε-prediction; its PSNR
+  was 2.5 dB when measured), so it is not a row of the table.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
+from pathlib import Path
 
 import torch
 
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.benchmark.methods import MethodOutput
-from cryodiff.denoise import Denoiser, denoise_images
+from cryodiff.denoise import Denoiser
 from cryodiff.diffusion import respace
+from cryodiff.io.atomic import atomic_path
+from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.sampling import sample_progressive
 from cryodiff.training.data import generator_for
-from cryodiff.training.postprocess_mse import MsePostConfig, train_mse_postprocessor
+from cryodiff.training.postprocess_mse import mse_post_config, refine, train_mse_postprocessor
 
 
 @torch.no_grad()
@@ -45,34 +52,79 @@ def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
 
 
 def run_sr3_mse(denoiser: Denoiser, condition: Condition, config: BenchmarkConfig,
-                post: MsePostConfig = MsePostConfig()) -> list[MethodOutput]:
-    """The ``sr3+pp-mse_<steps>`` and ``sr3-x0_1`` rows on the first ``n_test_2d`` test
-    particles (see the module docstring); ``fit_seconds`` is the new post-processor's
-    training time (sampling its training inputs included), SR3's own not counted."""
+                sr3_rows: list[MethodOutput], cache_dir: Path | None = None
+                ) -> list[MethodOutput]:
+    """One ``sr3+pp-mse_<steps>`` row (family ``"sr3-mse"``) per ``sr3_<steps>`` row of
+    ``sr3_rows`` (:func:`cryodiff.benchmark.methods.run_sr3` of the same ``denoiser`` and
+    ``config``): a post-processor trained for that step count refines those very samples, so
+    the rows cover the same test particles (the 3D set for the fast step count when SR3 is
+    reconstructed) and differ from ``sr3_<steps>`` by the post-processor alone.
+
+    Step counts above ``config.mse_post_max_steps`` get none (sampling the training particles
+    costs ``particles × steps`` network passes). Each post-processor learns from
+    ``steps``-step samples of the first ``mse_post_samples``
+    particles of the training split (all of them by default; the pairs every trained method
+    gets), with the recipe of :func:`cryodiff.training.postprocess_mse.mse_post_config`
+    seeded by ``config.training_seed``. ``fit_seconds``: SR3's (``sr3_rows``') plus this
+    post-processor's training, its training samples included. With ``cache_dir`` (the SR3
+    run's folder) each trained post-processor is saved there (``mse_post_<steps>.pt``) and
+    reused by a later run with the same SR3 checkpoint and settings.
+    """
+    from cryodiff.benchmark.methods import train_config_for
+
     device = next(denoiser.model.parameters()).device
-    train_noisy = torch.cat([condition.train.noisy, condition.val.noisy])
-    train_target = torch.cat([condition.train.clean_ctf, condition.val.clean_ctf])
-    start = time.perf_counter()
-    net = train_mse_postprocessor(denoiser, train_noisy, train_target, post, device)
-    fit_seconds = time.perf_counter() - start
-    steps, n = post.sampling_steps, config.n_test_2d
-    noisy = condition.test.noisy[:n]
-    start = time.perf_counter()
-    samples = denoise_images(denoiser.model, noisy, denoiser.normalisation, denoiser.schedule,
-                             steps=steps, sampler=config.sr3_sampler, seed=config.seed,
-                             batch_size=256, device=device).mean
-    norm = denoiser.normalisation
-    with torch.no_grad():
-        refined = norm.denormalise(net(norm.target(samples)[:, None].to(device),
-                                       norm.condition(noisy)[:, None].to(device))[:, 0]).cpu()
-    seconds = (time.perf_counter() - start) / n
-    start = time.perf_counter()
-    x0 = one_pass_x0(denoiser, noisy, seed=config.seed)
-    x0_seconds = (time.perf_counter() - start) / n
-    return [
-        MethodOutput(f"sr3+pp-mse_{steps}", "sr3+pp-mse", refined, seconds, fit_seconds,
-                     note=f"{steps} {config.sr3_sampler.upper()} steps + post-processor trained "
-                          f"with L2 + EMA on {post.draws} draw(s) of {len(train_noisy)} particles"),
-        MethodOutput("sr3-x0_1", "sr3-x0", x0, x0_seconds, 0.0,
-                     note="one network pass: x̂₀ from pure noise at the noisiest level"),
-    ]
+    train = train_config_for(config, condition)
+    m = len(condition.train) if config.mse_post_samples is None \
+        else min(config.mse_post_samples, len(condition.train))
+    rows = []
+    for row in sr3_rows:
+        steps = int(row.method.rsplit("_", 1)[1]) if row.family == "sr3" else None
+        if steps is None or row.images is None or (
+                config.mse_post_max_steps is not None and steps > config.mse_post_max_steps):
+            continue
+        post = mse_post_config(train, steps, config.sr3_sampler, config.training_seed)
+        key = json.dumps({"post": dataclasses.asdict(post), "particles": m,
+                          "condition": condition.tag, "sr3_step": denoiser.step},
+                         sort_keys=True)
+        cache = None if cache_dir is None else Path(cache_dir) / f"mse_post_{steps}.pt"
+        net, fit_seconds = _reuse(cache, key, denoiser, device)
+        reused = net is not None
+        if not reused:
+            start = time.perf_counter()
+            net = train_mse_postprocessor(denoiser, condition.train.noisy[:m],
+                                          condition.train.clean_ctf[:m], post, device)
+            fit_seconds = time.perf_counter() - start
+            if cache is not None:
+                with atomic_path(cache) as tmp:
+                    torch.save({"key": key, "fit_seconds": fit_seconds,
+                                "state": {k: v.cpu() for k, v in net.state_dict().items()}},
+                               tmp)
+        samples = row.images
+        start = time.perf_counter()
+        refined = refine(net, denoiser, samples, condition.test.noisy[:len(samples)])
+        seconds = (row.seconds_per_image or 0.0) + (time.perf_counter() - start) / len(samples)
+        rows.append(MethodOutput(
+            f"sr3+pp-mse_{steps}", "sr3-mse", refined, seconds,
+            None if row.fit_seconds is None else row.fit_seconds + fit_seconds,
+            note=f"the sr3_{steps} samples + a post-processor trained for them with L2 + EMA "
+                 f"({post.steps} steps on {m} training particles, on top of SR3)"
+                 + ("; trained by an earlier run with the same settings (reused)"
+                    if reused else "")))
+    return rows
+
+
+def _reuse(cache: Path | None, key: str, denoiser: Denoiser, device: torch.device
+           ) -> tuple[PostProcessUNet | None, float | None]:
+    """The post-processor saved in ``cache`` under ``key`` and its training seconds, or
+    ``(None, None)``; an unreadable cache is retrained, never trusted."""
+    if cache is None or not cache.is_file():
+        return None, None
+    try:
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        if saved.get("key") != key:
+            return None, None
+        net = PostProcessUNet(denoiser.config.postprocess)
+        net.load_state_dict(saved["state"])
+        return net.to(device).eval().requires_grad_(False), float(saved["fit_seconds"])
+    except Exception:
+        return None, None

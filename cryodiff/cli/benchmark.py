@@ -47,7 +47,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="RUN|CKPT",
                         help="use this trained SR3 run instead of training one per condition")
     parser.add_argument("--train-steps", type=int, help="optimiser steps of every trained method")
-    parser.add_argument("--seed", type=nonnegative_int)
+    parser.add_argument("--seed", type=nonnegative_int,
+                        help="seed of the simulated data (default 0)")
+    parser.add_argument("--training-seeds", nargs="+", type=nonnegative_int, metavar="S",
+                        help="train every learnt method once per seed on the same data; "
+                             "rows give the mean and the spread between seeds (default: the "
+                             "preset's: 0 for ci, 0 1 2 for the others)")
     parser.add_argument("--sampler", choices=("ddpm", "ddim"),
                         help="SR3 sampler for the SR3 rows (default ddpm)")
     parser.add_argument("--save-denoised", action="store_true",
@@ -81,6 +86,7 @@ def config_from_args(args: argparse.Namespace):
                  "snrs": tuple(args.snr) if args.snr else None,
                  "pixel_size_A": args.pixel_size, "device": args.device,
                  "train_steps": args.train_steps, "seed": args.seed,
+                 "training_seeds": tuple(args.training_seeds) if args.training_seeds else None,
                  "sr3_sampler": args.sampler,
                  "pose_search": False if args.no_pose_search else None,
                  "methods": tuple(m for m in config.methods

@@ -13,6 +13,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="write the markdown table here (default: print it)")
     parser.add_argument("--json", type=Path, default=None,
                         help="also write every row, tagged with its source file, as one list")
+    parser.add_argument("--allow-mixed-devices", action="store_true",
+                        help="combine runs measured on different devices (refused otherwise); "
+                             "each column then names its device")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -22,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     from cryodiff.io.outputs import check_outputs
 
     check_outputs([p for p in (args.out, args.json) if p is not None], inputs=args.runs)
-    rows = load_rows(args.runs)
+    rows = load_rows(args.runs, allow_mixed_devices=args.allow_mixed_devices)
     text = combined_markdown(rows)
     if args.out is None:
         print(text)

@@ -64,17 +64,20 @@ def plot_map_slices(rows: Mapping[str, Mapping[str, torch.Tensor]], axis: int = 
     return fig
 
 
-def plot_fsc_panels(panels: Mapping[str, Mapping[str, FscResult]]) -> Figure:
-    """One FSC plot per condition (``{title: {method: FscResult}}``), all methods on each."""
+def plot_fsc_panels(panels: Mapping[str, Mapping[str, FscResult]],
+                    threshold: float = 0.143) -> Figure:
+    """One FSC plot per condition (``{title: {method: FscResult}}``), all methods on each,
+    the legend giving each curve's resolution at ``threshold`` (0.5 against a true map)."""
     fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(6 * len(panels), 4.5))
     for ax, (title, curves) in zip(axes[0], panels.items()):
-        plot_fsc(curves, title=title, ax=ax)
+        plot_fsc(curves, threshold=threshold, title=title, ax=ax)
     return fig
 
 
 def plot_psnr_vs_steps(curves: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
     """PSNR (dB) against sampling steps per condition: ``{label: {"steps": […], "plain": […],
-    "postprocessed": […] (optional), "noisy": float (optional)}}``."""
+    "postprocessed": […] (optional), "postprocessed_mse": [(steps, PSNR), …] (optional: the
+    L2/EMA post-processor's points), "noisy": float (optional)}}``."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for i, (label, curve) in enumerate(curves.items()):
         color = f"C{i}"
@@ -82,6 +85,10 @@ def plot_psnr_vs_steps(curves: Mapping[str, Mapping[str, Sequence[float]]]) -> F
         if curve.get("postprocessed"):
             ax.plot(curve["steps"], curve["postprocessed"], "s--", color=color,
                     label=f"{label}: SR3 + post-processor")
+        if curve.get("postprocessed_mse"):
+            steps, values = zip(*curve["postprocessed_mse"])
+            ax.plot(steps, values, "^-.", color=color,
+                    label=f"{label}: SR3 + L2/EMA post-processor")
         if curve.get("noisy") is not None:
             ax.axhline(curve["noisy"], color=color, linestyle=":", linewidth=1,
                        label=f"{label}: noisy input")

@@ -102,24 +102,31 @@ def augment_pairs(condition: torch.Tensor, target: torch.Tensor, generator: torc
 class PairedStackData:
     """In-memory pairs ``condition (N, L, L)`` → ``target (N, L, L)`` with a validation split.
 
-    A seeded permutation sets aside ``config.n_val`` pairs (at most a fifth) for validation;
-    normalisation statistics use the rest. :meth:`from_folder` reads a ``cryodiff simulate``
-    folder (``particles.mrcs`` and ``clean_ctf.mrcs`` or ``clean.mrcs``). ``pixel_size_A``
+    A seeded permutation sets aside ``config.n_val`` pairs (at most a fifth) for validation,
+    or ``validation`` gives the validation pairs ``(condition, target)`` and every given pair
+    trains (the benchmark's fixed splits); normalisation statistics use the training pairs.
+    :meth:`from_folder` reads a ``cryodiff simulate`` folder (``particles.mrcs`` and ``clean_ctf.mrcs`` or ``clean.mrcs``). ``pixel_size_A``
     (Å, None if unknown) is recorded in the checkpoints, so a model is applied only to
     particles at its pixel size.
     """
 
     def __init__(self, condition: torch.Tensor, target: torch.Tensor, config: TrainConfig,
-                 source: str | os.PathLike | None = None, pixel_size_A: float | None = None):
+                 source: str | os.PathLike | None = None, pixel_size_A: float | None = None,
+                 validation: tuple[torch.Tensor, torch.Tensor] | None = None):
         if condition.shape != target.shape or condition.ndim != 3:
             raise CryodiffError(f"conditions {tuple(condition.shape)} and targets "
                                 f"{tuple(target.shape)} must both be (N, L, L)", path=source)
         n = condition.shape[0]
-        n_val = min(config.n_val, n // 5)
+        n_val = min(config.n_val, n // 5) if validation is None else 0
         if n - n_val < 2:
             raise CryodiffError(f"only {n} particles: too few to train", path=source)
-        order = torch.randperm(n, generator=generator_for(config.seed, PURPOSE_VALIDATION))
-        val, train = order[:n_val], order[n_val:]
+        if validation is None:
+            order = torch.randperm(n, generator=generator_for(config.seed, PURPOSE_VALIDATION))
+            val, train = order[:n_val], order[n_val:]
+        else:  # given apart: every pair trains, in the given order
+            train, val = torch.arange(n), torch.arange(n, n + validation[0].shape[0])
+            condition = torch.cat([condition, validation[0]])
+            target = torch.cat([target, validation[1]])
         self.box = int(condition.shape[-1])
         self.pixel_size_A = pixel_size_A
         self.seed = config.seed

@@ -36,6 +36,7 @@ from cryodiff.diffusion import diffusion_loss, make_schedule
 from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import write_json_atomic, write_text_atomic
 from cryodiff.models.unet import SR3UNet
+from cryodiff.threads import adapt_threads
 from cryodiff.training import checkpoint as ckpt
 from cryodiff.training.config import TrainConfig
 from cryodiff.training.data import (PURPOSE_DROPOUT, PURPOSE_INIT, PURPOSE_NOISE, Normalisation,
@@ -251,6 +252,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
     last_checkpoint = None
     model.train()
     for step in range(start, end):
+        if device.type == "cpu":
+            adapt_threads()  # a busy process may have started since the last step
         condition, target = data.train_batch(step, config.batch_size, ctx.rank, ctx.world)
         condition = normalisation.condition(condition)[:, None].to(
             device, non_blocking=True, memory_format=memory_format)

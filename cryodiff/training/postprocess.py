@@ -25,6 +25,7 @@ from cryodiff.training import checkpoint as ckpt
 from cryodiff.training.config import TrainConfig
 from cryodiff.training.data import (PURPOSE_AUGMENT, PURPOSE_BATCH, TrainingData, augment_pairs,
                                     generator_for)
+from cryodiff.threads import adapt_threads
 from cryodiff.training.loop import select_device
 
 CACHE = "postprocess_cache.pt"
@@ -73,6 +74,8 @@ def train_postprocessor(run_dir: str | os.PathLike, data: TrainingData, *,
     rows, window = [], []
     n = condition.shape[0]
     for step in tqdm(range(config.post_train_steps), disable=not progress, desc="post-processor"):
+        if dev.type == "cpu":
+            adapt_threads()
         idx = torch.randint(0, n, (config.post_batch_size,),
                             generator=generator_for(config.seed, PURPOSE_BATCH, step, 99))
         c, pair = augment_pairs(condition[idx], torch.cat([sample[idx], target[idx]], dim=1),

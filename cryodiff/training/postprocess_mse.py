@@ -8,6 +8,10 @@ levers and nothing else about the network: the squared error, an exponential mov
 of the weights (as the diffusion model's), AdamW with warm-up and gradient clipping, and
 ``draws`` fresh sampler draws of *every* training particle instead of one cached draw of a
 subset. The network is the same :class:`~cryodiff.models.postprocess.PostProcessUNet`.
+In the benchmark (:func:`mse_post_config`) its optimiser recipe is the one every learnt
+method shares: the training preset's ``weight_decay``, ``warmup_steps``, ``grad_clip``,
+``ema_decay`` and ``amp``, with the post-processor's ``post_lr``, ``post_batch_size`` and
+``post_train_steps``.
 """
 
 from __future__ import annotations
@@ -20,16 +24,19 @@ import torch.nn.functional as F
 
 from cryodiff.denoise import Denoiser, denoise_images
 from cryodiff.models.postprocess import PostProcessUNet
+from cryodiff.training.config import TrainConfig
 from cryodiff.training.data import PURPOSE_AUGMENT, PURPOSE_BATCH, augment_pairs, generator_for
-from cryodiff.training.loop import ema_decay_at, update_ema
+from cryodiff.threads import adapt_threads
+from cryodiff.training.loop import autocast_dtype, ema_decay_at, update_ema
 
 
 @dataclass(frozen=True)
 class MsePostConfig:
     """Training of the mean-seeking post-processor: ``draws`` sampler outputs per training
     particle (``sampling_steps`` steps of ``sampler``), ``steps`` AdamW steps of
-    ``batch_size`` at ``lr`` with a linear warm-up over ``warmup_steps``, gradient-norm
-    clipping at ``grad_clip``, EMA with ``ema_decay`` (ramped as the diffusion model's)."""
+    ``batch_size`` at ``lr`` (``weight_decay``) with a linear warm-up over ``warmup_steps``,
+    gradient-norm clipping at ``grad_clip``, EMA with ``ema_decay`` (ramped as the diffusion
+    model's), autocast as ``amp`` resolves on the device (as the diffusion model's loop)."""
 
     draws: int = 1
     sampling_steps: int = 10
@@ -37,10 +44,26 @@ class MsePostConfig:
     steps: int = 600
     batch_size: int = 16
     lr: float = 1e-3
+    weight_decay: float = 0.0
     warmup_steps: int = 50
     grad_clip: float = 1.0
     ema_decay: float = 0.995
+    amp: str = "none"
     seed: int = 0
+
+
+def mse_post_config(train: TrainConfig, sampling_steps: int, sampler: str = "ddpm",
+                    seed: int | None = None, draws: int = 1) -> MsePostConfig:
+    """The benchmark's recipe for a post-processor of ``sampling_steps``-step samples: the
+    training preset ``train``'s post-processor budget (``post_train_steps`` of
+    ``post_batch_size`` at ``post_lr``) and its shared optimiser settings (weight decay,
+    warm-up, clipping, EMA, precision); ``seed`` defaults to the preset's."""
+    return MsePostConfig(draws=draws, sampling_steps=sampling_steps, sampler=sampler,
+                         steps=train.post_train_steps, batch_size=train.post_batch_size,
+                         lr=train.post_lr, weight_decay=train.weight_decay,
+                         warmup_steps=train.warmup_steps, grad_clip=train.grad_clip,
+                         ema_decay=train.ema_decay, amp=train.amp,
+                         seed=train.seed if seed is None else seed)
 
 
 def sampler_draws(denoiser: Denoiser, noisy: torch.Tensor, config: MsePostConfig,
@@ -70,21 +93,49 @@ def train_mse_postprocessor(denoiser: Denoiser, noisy: torch.Tensor, target: tor
         torch.manual_seed(config.seed)
         net = PostProcessUNet(denoiser.config.postprocess).to(device)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    amp_dtype = autocast_dtype(config.amp, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     net.train()
     for step in range(config.steps):
+        if device.type == "cpu":
+            adapt_threads()
         idx = torch.randint(0, len(samples), (config.batch_size,),
                             generator=generator_for(config.seed, PURPOSE_BATCH, step, 98))
         c, pair = augment_pairs(condition[idx], torch.cat([samples[idx], clean[idx]], dim=1),
                                 generator_for(config.seed, PURPOSE_AUGMENT, step, 98))
         c, s, t = c.to(device), pair[:, :1].to(device), pair[:, 1:].to(device)
         for group in optimiser.param_groups:
-            group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
-        loss = F.mse_loss(net(s, c), t)
+            group["lr"] = config.lr * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = F.mse_loss(net(s, c).float(), t)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimiser)
+        else:
+            loss.backward()
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        optimiser.step()
+        if scaler is not None:
+            scaler.step(optimiser)
+            scaler.update()
+        else:
+            optimiser.step()
         update_ema(ema, net, ema_decay_at(step, config.ema_decay))
     return ema
+
+
+@torch.no_grad()
+def refine(net: PostProcessUNet, denoiser: Denoiser, samples: torch.Tensor,
+           noisy: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``net`` applied to ``samples (N, L, L)`` of the particles ``noisy (N, L, L)``, both in
+    raw units (normalised with ``denoiser``'s statistics); raw-unit output on the CPU."""
+    norm, device = denoiser.normalisation, next(net.parameters()).device
+    out = []
+    for start in range(0, len(samples), batch_size):
+        s = norm.target(samples[start:start + batch_size].float())[:, None].to(device)
+        c = norm.condition(noisy[start:start + batch_size].float())[:, None].to(device)
+        out.append(norm.denormalise(net(s, c)[:, 0]).float().cpu())
+    return torch.cat(out)

@@ -37,7 +37,7 @@ RIBOSOME_PIXEL_SIZE_A = 2.0
 
 def scores_for_seed(condition, base, seed: int, work: Path, post_steps: int) -> dict:
     config = base.for_training_seed(seed)  # the data keep the base's seed
-    run_dir = work / (f"sr3_{condition.tag}" if seed == 0 else f"sr3_{condition.tag}_seed{seed}")
+    run_dir = work / f"sr3_{condition.tag}_seed{seed}"
     start = time.perf_counter()
     denoiser, _ = train_sr3(condition, config, run_dir, progress=False)
     rows = run_sr3(denoiser, condition, config)
@@ -48,7 +48,7 @@ def scores_for_seed(condition, base, seed: int, work: Path, post_steps: int) -> 
         denoiser, condition.test.noisy[:n], seed=seed), note="one network pass: x̂₀ from pure "
         "noise at the noisiest level"))
     rows.append(run_baseline("supervised", condition, config, torch.device("cpu"),
-                             cache_dir=work))
+                             cache_dir=work / f"seed{seed}"))
     truth = condition.test.clean_ctf
     out = {}
     for row in rows:

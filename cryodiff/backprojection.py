@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 import torch
 
 from cryodiff.projection import PADDING, gridding_correction
-from cryodiff.threads import adapt_threads
 
 # Points (image pixels × batch) handled per scatter pass: bounds the temporary memory (about
 # 200 bytes per point for the 8 trilinear neighbours) independently of the image batch size.
@@ -197,8 +196,6 @@ def backproject(acc: FourierAccumulator, images: torch.Tensor, rotations: torch.
         ctf = ctf.reshape(n, -1)[:, centred_index.to(ctf.device)]
     chunk = max(1, _POINTS_PER_PASS // len(freqs))
     for start in range(0, n, chunk):
-        if images.device.type == "cpu":
-            adapt_threads()
         stop = min(start + chunk, n)
         spectrum = torch.fft.rfft2(images[start:stop].to(device=device, dtype=real))
         ramp_y, ramp_x = _phase_ramps(None if shifts_px is None else shifts_px[start:stop],

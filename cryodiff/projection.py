@@ -184,8 +184,7 @@ def project(volume: torch.Tensor | PreparedVolume, rotations: torch.Tensor,
     half = box // 2 + 1
     out = torch.empty(n, box, box, dtype=dtype, device=device)
     for start in range(0, n, chunk_size):
-        if out.device.type == "cpu":
-            adapt_threads()
+        adapt_threads(out.device)
         stop = min(start + chunk_size, n)
         phase = (base_phase if shifts_px is None
                  else _phase(freqs, shifts_px[start:stop] + centre, box))

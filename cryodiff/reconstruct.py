@@ -41,6 +41,7 @@ from cryodiff.io.images import iter_image_batches
 from cryodiff.io.mrc import StackFile
 from cryodiff.masks import default_support_px, soft_round_mask
 from cryodiff.projection import relion_shifts_px
+from cryodiff.threads import adapt_threads
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def _accumulate(batches: Iterable[tuple[np.ndarray, torch.Tensor]], n: int, box:
     with tqdm(total=n, unit="particle", desc="reconstruct", disable=not progress) as bar:
         if workers == 1:
             for indices, images in batches:
+                adapt_threads(device)  # one worker: this thread computes with torch's count
                 insert(indices, images)
                 bar.update(len(indices))
         else:

@@ -68,8 +68,7 @@ def sample_progressive(model: Model, condition: torch.Tensor, schedule: NoiseSch
     n = schedule.n_steps
     for step, index in enumerate(tqdm(range(n - 1, -1, -1), total=n, disable=not progress,
                                       desc=f"{sampler} sampling", leave=False)):
-        if y.device.type == "cpu":
-            adapt_threads()
+        adapt_threads(y.device)
         g, g_prev = gammas[index], gammas_prev[index]
         sqrt_gamma = math.sqrt(g)
         level = condition.new_full((batch,), sqrt_gamma)

@@ -26,8 +26,10 @@ automatically, the long loops (training steps, denoising batches, projection bat
 *other* processes kept busy since the last check (``/proc/stat`` for the cores in the
 affinity mask, less this process's own CPU time) and sets torch's count to the cores left
 (:func:`threads_for_others`): a busy process that starts after cryodiff costs one interval,
-not the whole run. It goes down at once and back up only after two checks agree. Where the
-counters are missing (not Linux) nothing changes. A count the user chose is never changed.
+not the whole run. It goes down at once and back up only after two checks agree that
+others use less than :data:`RAISE_THRESHOLD` of a core. Where the counters are missing (not
+Linux) nothing changes. A count the user chose is never changed, nor is anything done for a
+GPU loop or from a worker thread (torch's count is process-wide).
 """
 
 from __future__ import annotations
@@ -35,17 +37,24 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryodiff.errors import CryodiffError
+
+if TYPE_CHECKING:
+    import torch
 
 # Sleep, don't spin, when waiting at an OpenMP barrier (GNU libgomp, LLVM libomp, Intel
 # libiomp5 all read OMP_WAIT_POLICY; the other two are their own knobs for the same thing).
 PASSIVE_WAITING: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0",
                                    "KMP_BLOCKTIME": "0"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# Others' busy cores below which the adapter raises the count again (it lowers it from 0.4).
+RAISE_THRESHOLD = 0.2
 # Set to the count cryodiff chose itself (the load, not the user): adapt_threads may change it.
 AUTO_MARKER = "CRYODIFF_AUTO_THREADS"
 
@@ -149,8 +158,11 @@ def configure_threads(requested: int | None = None) -> ThreadChoice:
         return choice
     import torch
 
-    if requested is None and not os.environ.get("OMP_NUM_THREADS"):
-        return ThreadChoice(torch.get_num_threads(), "kept: torch was already loaded")
+    if requested is None and (not os.environ.get("OMP_NUM_THREADS") or chosen_automatically()):
+        # The load average now counts this process's own work: keep the count (the
+        # adapter still follows other processes).
+        return ThreadChoice(torch.get_num_threads(), "kept: torch was already loaded",
+                            automatic=chosen_automatically())
     choice = choose_threads(requested)
     if torch.get_num_threads() != choice.threads:
         torch.set_num_threads(choice.threads)
@@ -165,11 +177,13 @@ def chosen_automatically(environ: Mapping[str, str] | None = None) -> bool:
     return marker is not None and marker == environ.get("OMP_NUM_THREADS")
 
 
-def threads_for_others(cores: int, others_busy_cores: float) -> int:
+def threads_for_others(cores: int, others_busy_cores: float, threshold: float = 0.4) -> int:
     """Threads to compute with on ``cores`` when other processes keep ``others_busy_cores``
     busy (cores, measured): the cores left, at least one. A competitor squeezed by our
-    spinning threads shows as less than a core, so anything from 0.4 of a core counts."""
-    busy = int(math.floor(max(others_busy_cores, 0.0) + 0.6))
+    spinning threads shows as less than a core, so from ``threshold`` (0.4) of a core it
+    counts as one; :class:`ThreadAdapter` raises the count only against a lower threshold
+    (0.2), so a competitor using about half a core does not make it flap."""
+    busy = int(math.floor(max(others_busy_cores, 0.0) + 1.0 - threshold))
     return max(1, min(cores, cores - busy))
 
 
@@ -226,6 +240,7 @@ class ThreadAdapter:
         self._set = set_threads or torch.set_num_threads
         self._last = None
         self._raise_votes = 0
+        self.disabled = False
         self.changes: list[tuple[int, int, float]] = []  # (from, to, others' busy cores)
 
     def check(self) -> int:
@@ -233,8 +248,11 @@ class ThreadAdapter:
         now = self._clock()
         if self._last is not None and now - self._last[0] < self.interval_s:
             return self._get()
+        if self.disabled:
+            return self._get()
         busy = self._busy()
-        if busy is None:
+        if busy is None:  # no counters on this system: stop asking
+            self.disabled = True
             return self._get()
         own = self._own()
         previous, self._last = self._last, (now, busy, own)
@@ -242,13 +260,15 @@ class ThreadAdapter:
             return self._get()
         wall = now - previous[0]
         others = ((busy - previous[1]) - (own - previous[2])) / wall
-        current, wanted = self._get(), threads_for_others(self.cores, others)
-        if wanted < current:
-            self._apply(current, wanted, others)
-        elif wanted > current:
+        current = self._get()
+        down, up = threads_for_others(self.cores, others), \
+            threads_for_others(self.cores, others, threshold=RAISE_THRESHOLD)
+        if down < current:
+            self._apply(current, down, others)
+        elif up > current:
             self._raise_votes += 1
             if self._raise_votes >= 2:
-                self._apply(current, wanted, others)
+                self._apply(current, up, others)
         else:
             self._raise_votes = 0
         return self._get()
@@ -262,12 +282,17 @@ class ThreadAdapter:
 _ADAPTER: ThreadAdapter | None = None
 
 
-def adapt_threads() -> int | None:
-    """Called from cryodiff's long CPU loops: when the thread count was chosen
-    automatically (:func:`chosen_automatically`), re-check the load (:class:`ThreadAdapter`)
-    and return the count in force; None (nothing done) when the user chose it."""
+def adapt_threads(device: torch.device | str | None = None) -> int | None:
+    """Called from cryodiff's long loops: when the thread count was chosen automatically
+    (:func:`chosen_automatically`) and the work runs on the CPU (``device``: the device of
+    the loop's tensors; None: the CPU), re-check the load (:class:`ThreadAdapter`) and return
+    the count in force. None (nothing done) for the user's count, another device, or a
+    call from a thread other than the main one (torch's count is process-wide, and worker
+    threads such as :func:`cryodiff.reconstruct.reconstruct`'s run one thread each)."""
     global _ADAPTER
-    if not chosen_automatically():
+    if device is not None and str(getattr(device, "type", device)).split(":")[0] != "cpu":
+        return None
+    if threading.current_thread() is not threading.main_thread() or not chosen_automatically():
         return None
     if _ADAPTER is None:
         _ADAPTER = ThreadAdapter()

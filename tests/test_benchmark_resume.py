@@ -59,6 +59,9 @@ def test_an_interrupted_sr3_training_continues_from_its_checkpoint(tmp_path, mon
     data = PairedStackData(condition.train.noisy, condition.train.clean_ctf, train_config,
                            validation=(condition.val.noisy, condition.val.clean_ctf))
     run_dir = tmp_path / "sr3"
+    run_dir.mkdir()
+    (run_dir / "benchmark_data.json").write_text(   # as train_sr3 writes it before training
+        json.dumps(bench_methods.data_settings(condition, config)))
     loop.train(train_config, run_dir, data, stop_at=6, progress=False)  # killed at step 6
     assert int(load_checkpoint(latest_checkpoint(run_dir))["step"]) == 4
 
@@ -84,3 +87,8 @@ def test_an_interrupted_sr3_training_continues_from_its_checkpoint(tmp_path, mon
     _, again = bench_methods.train_sr3(condition, config, run_dir, progress=False)
     assert calls == [True]
     assert again == pytest.approx(seconds)
+    # other data (the data seed) in the same folder: trained afresh, never reused
+    other = dataclasses.replace(config, seed=1)
+    bench_methods.train_sr3(make_condition("phantom", 0.1, other), other, run_dir,
+                            progress=False)
+    assert calls == [True, False]

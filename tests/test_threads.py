@@ -304,7 +304,7 @@ def test_the_sampler_and_the_projector_recheck_at_every_step(monkeypatch):
 
     calls = []
     for module in (cryodiff.sampling, cryodiff.projection):
-        monkeypatch.setattr(module, "adapt_threads", lambda: calls.append(1))
+        monkeypatch.setattr(module, "adapt_threads", lambda device=None: calls.append(device))
     schedule = respace(linear_schedule(100), 4)
     cryodiff.sampling.sample(lambda y, c, level: torch.zeros_like(y), torch.zeros(2, 1, 8, 8),
                              schedule, "ddpm", generator=torch.Generator().manual_seed(0))
@@ -312,4 +312,59 @@ def test_the_sampler_and_the_projector_recheck_at_every_step(monkeypatch):
     volume = cryodiff.projection.prepare_volume(make_phantom(32))
     cryodiff.projection.project(volume, random_rotations(5, torch.Generator().manual_seed(0)),
                                 chunk_size=2)
-    assert len(calls) == 4 + 3
+    assert len(calls) == 4 + 3 and all(str(device) == "cpu" for device in calls)
+
+
+def test_a_competitor_near_the_threshold_does_not_make_the_count_flap():
+    machine = _FakeMachine()
+    adapter = machine.adapter()
+    machine.advance(1.0, 2.0, 0.0)
+    adapter.check()
+    machine.advance(1.0, 1.4, 0.6)      # half a core or more: down to one thread
+    assert adapter.check() == 1
+    for _ in range(4):                  # the competitor now uses 0.3 of a core: stay at one
+        machine.advance(1.0, 1.0, 0.3)
+        assert adapter.check() == 1
+    assert len(adapter.changes) == 1
+
+
+def test_without_counters_the_adapter_stops_asking():
+    asked = []
+    adapter = ThreadAdapter(cores=2, busy_seconds=lambda: asked.append(1),
+                            own_seconds=lambda: 0.0, clock=lambda: 0.0,
+                            get_threads=lambda: 2, set_threads=lambda n: None)
+    assert adapter.check() == 2 and adapter.check() == 2
+    assert len(asked) == 1 and adapter.disabled
+
+
+def test_adapt_threads_leaves_gpus_and_worker_threads_alone(monkeypatch):
+    import threading
+
+    import cryodiff.threads
+
+    class Stub:
+        def check(self):
+            return 5
+
+    monkeypatch.setattr(cryodiff.threads, "_ADAPTER", Stub())
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv(AUTO_MARKER, "2")
+    assert cryodiff.threads.adapt_threads("cpu") == 5
+    assert cryodiff.threads.adapt_threads("cuda:0") is None
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(cryodiff.threads.adapt_threads()))
+    worker.start()
+    worker.join()
+    assert seen == [None]
+
+
+def test_a_second_configure_call_keeps_the_running_count():
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED + (AUTO_MARKER,)}
+    code = ("from cryodiff.threads import configure_threads; first = configure_threads();"
+            " import torch; again = configure_threads();"
+            " import json; print(json.dumps([first.threads, again.threads, again.reason,"
+            " again.automatic, torch.get_num_threads()]))")
+    first, again, reason, automatic, running = json.loads(subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+        check=True).stdout)
+    assert again == running == first and reason.startswith("kept") and automatic

@@ -139,8 +139,7 @@ def fit_image_to_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         torch.manual_seed(recipe.seed)
         model.train()
         for step in range(recipe.steps):
-            if device.type == "cpu":
-                adapt_threads()
+            adapt_threads(device)
             index = torch.randint(len(inputs), (batch,), generator=generator).to(inputs.device)
             x, y = inputs[index], targets[index]
             if augment:

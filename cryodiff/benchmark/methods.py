@@ -97,6 +97,13 @@ def test_count(name: str, config: BenchmarkConfig) -> int:
     return config.n_test_slow if name in SLOW_METHODS else config.n_test_2d
 
 
+def data_settings(condition: Condition, config: BenchmarkConfig) -> dict:
+    """What decides the data a method trains on (condition, map, box, split sizes, the data
+    seed): part of every trained network's cache key."""
+    return {"condition": condition.tag, "map": condition.map_spec,
+            "settings": {k: getattr(config, k) for k in _TRAINING_SETTINGS}}
+
+
 def _cache_key(name: str, condition: Condition, config: BenchmarkConfig) -> str:
     settings = {k: getattr(config, k) for k in _TRAINING_SETTINGS}
     train = train_config_for(config, condition)
@@ -207,16 +214,22 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
     device = select_device(config.device, verbose=False)
     latest, trained_steps = latest_checkpoint(run_dir), 0
     seconds_file = run_dir / "train_seconds.json"
+    settings_file, settings = run_dir / "benchmark_data.json", data_settings(condition, config)
     if latest is not None:
         state = load_checkpoint(latest)
-        if TrainConfig.from_json(state["config"]) != train_config:
-            shutil.rmtree(run_dir)  # another run's training: start afresh
+        same_data = settings_file.is_file() and json.loads(settings_file.read_text()) == \
+            json.loads(json.dumps(settings))
+        if TrainConfig.from_json(state["config"]) != train_config or not same_data:
+            shutil.rmtree(run_dir)  # trained on other data or settings: start afresh
+            trained_steps = 0
         elif state.get("postprocess") is not None and int(state["step"]) == train_config.steps:
             recorded = json.loads(seconds_file.read_text()) if seconds_file.is_file() \
                 else {"sr3_training_s": _sr3_training_seconds(run_dir)}  # an older run
             return load_denoiser(latest, device), float(sum(recorded.values()))
         else:
             trained_steps = int(state["step"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(settings_file, settings)
     data = PairedStackData(condition.train.noisy, condition.train.clean_ctf, train_config,
                            pixel_size_A=condition.pixel_size_A,
                            validation=(condition.val.noisy, condition.val.clean_ctf))

@@ -56,9 +56,6 @@ ASSUMPTIONS = {
               "trained with L1 on few-step samples against the clean targets).",
     "sr3+pp-mse": "the same SR3 samples refined by a post-processor trained for the mean (L2 + "
                   "EMA, all training pairs, one post-processor per sampling step count).",
-    "sr3-x0": "the SR3 network's own one-pass estimate x̂₀ from pure noise at the noisiest "
-              "level: a free posterior-mean estimate whose error the ε-parametrisation "
-              "amplifies.",
     "sr3-mean": "the average of K posterior samples (each post-processed) — approaches the "
                 "posterior mean, the MSE-optimal estimate.",
     "reference": "the clean CTF-modulated projections: what a perfect denoiser returns.",
@@ -215,17 +212,19 @@ def _budget(config: BenchmarkConfig, results) -> list[str]:
     seeds = config.training_seeds
     return [
         f"- Training pairs: {config.n_train} simulated particles (+ {config.n_val} validation) "
-        f"per condition, identical for every trained method; SR3 sets its own {config.n_val} "
-        f"validation pairs aside from train ∪ validation.",
+        f"per condition, identical for every trained method; SR3 trains on the training "
+        f"split and validates on the validation split.",
         f"- One recipe for every learnt network (SR3, Noise2Noise, the supervised U-Nets, the "
-        f"post-processors; `{config.train_preset}` training preset): AdamW (lr {t.lr:g}, "
+        f"L2 post-processors of the sr3+pp-mse rows; `{config.train_preset}` training "
+        f"preset): AdamW (lr {t.lr:g}, "
         f"weight decay {t.weight_decay:g}), linear warm-up over {t.warmup_steps} steps, "
         f"gradient-norm clipping at {t.grad_clip:g}, EMA of the weights (decay {t.ema_decay:g}, "
         f"ramped) used to denoise, random dihedral augmentation, precision `amp={t.amp}` "
         f"(bf16 autocast on CUDA, fp32 on the CPU); {t.steps} steps × batch {t.batch_size}. "
         f"The post-processors train {t.post_train_steps} more steps on top of SR3 (the "
-        f"paper's design; their time is in `fit_seconds`). No network gets the CTF as an "
-        f"input (Wiener and CWF do).",
+        f"paper's design; their time is in `fit_seconds`); the paper-faithful one (the "
+        f"sr3+pp rows) keeps the paper's plain AdamW with L1, no warm-up, clipping or EMA. "
+        f"No network gets the CTF as an input (Wiener and CWF do).",
         f"- Training seeds {', '.join(map(str, seeds))} (the simulated data stay those of "
         f"seed {config.seed}): a learnt row is the mean over seeds ± their sample SD; 3D, "
         f"half maps and the pose search use the first seed's outputs only.",

@@ -247,9 +247,11 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
         sr3_seeds = seeds if checkpoint is None else seeds[:1]
         runs, seconds = [], []
         for seed in sr3_seeds:
-            rows, trained = _sr3_rows(condition, config.for_training_seed(seed), work_dir,
-                                      checkpoint, progress, log)
-            if runs:  # later seeds count in 2D only: keep their 2D images alone
+            seeded = config.for_training_seed(seed)
+            if runs:  # later seeds count in 2D only: sample the 2D test images alone
+                seeded = dataclasses.replace(seeded, methods_3d=())
+            rows, trained = _sr3_rows(condition, seeded, work_dir, checkpoint, progress, log)
+            if runs:
                 rows = [dataclasses.replace(r, images=None if r.images is None
                                             else r.images[:n_2d].clone()) for r in rows]
             runs.append({row.method: row for row in rows})

@@ -70,7 +70,7 @@ def run_sr3_mse(denoiser: Denoiser, condition: Condition, config: BenchmarkConfi
     run's folder) each trained post-processor is saved there (``mse_post_<steps>.pt``) and
     reused by a later run with the same SR3 checkpoint and settings.
     """
-    from cryodiff.benchmark.methods import train_config_for
+    from cryodiff.benchmark.methods import data_settings, train_config_for
 
     device = next(denoiser.model.parameters()).device
     train = train_config_for(config, condition)
@@ -84,7 +84,7 @@ def run_sr3_mse(denoiser: Denoiser, condition: Condition, config: BenchmarkConfi
             continue
         post = mse_post_config(train, steps, config.sr3_sampler, config.training_seed)
         key = json.dumps({"post": dataclasses.asdict(post), "particles": m,
-                          "condition": condition.tag, "sr3_step": denoiser.step},
+                          "data": data_settings(condition, config), "sr3_step": denoiser.step},
                          sort_keys=True)
         cache = None if cache_dir is None else Path(cache_dir) / f"mse_post_{steps}.pt"
         net, fit_seconds = _reuse(cache, key, denoiser, device)

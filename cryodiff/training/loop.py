@@ -252,8 +252,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
     last_checkpoint = None
     model.train()
     for step in range(start, end):
-        if device.type == "cpu":
-            adapt_threads()  # a busy process may have started since the last step
+        adapt_threads(device)  # a busy process may have started since the last step
         condition, target = data.train_batch(step, config.batch_size, ctx.rank, ctx.world)
         condition = normalisation.condition(condition)[:, None].to(
             device, non_blocking=True, memory_format=memory_format)

@@ -74,8 +74,7 @@ def train_postprocessor(run_dir: str | os.PathLike, data: TrainingData, *,
     rows, window = [], []
     n = condition.shape[0]
     for step in tqdm(range(config.post_train_steps), disable=not progress, desc="post-processor"):
-        if dev.type == "cpu":
-            adapt_threads()
+        adapt_threads(dev)
         idx = torch.randint(0, n, (config.post_batch_size,),
                             generator=generator_for(config.seed, PURPOSE_BATCH, step, 99))
         c, pair = augment_pairs(condition[idx], torch.cat([sample[idx], target[idx]], dim=1),

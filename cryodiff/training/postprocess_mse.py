@@ -99,8 +99,7 @@ def train_mse_postprocessor(denoiser: Denoiser, noisy: torch.Tensor, target: tor
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     net.train()
     for step in range(config.steps):
-        if device.type == "cpu":
-            adapt_threads()
+        adapt_threads(device)
         idx = torch.randint(0, len(samples), (config.batch_size,),
                             generator=generator_for(config.seed, PURPOSE_BATCH, step, 98))
         c, pair = augment_pairs(condition[idx], torch.cat([samples[idx], clean[idx]], dim=1),

@@ -32,7 +32,7 @@ from cryodiff.models.postprocess import PostProcessConfig, PostProcessUNet
 from cryodiff.training.config import AMP_MODES, LOSSES, TrainConfig
 from cryodiff.training.data import augment_pairs
 from cryodiff.threads import adapt_threads
-from cryodiff.training.loop import autocast_dtype, ema_decay_at, update_ema
+from cryodiff.training.loop import autocast_dtype, optimiser_step, warmup_lr
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class RegressionRecipe:
 
     def lr_at(self, step: int) -> float:
         """Learning rate of step ``step`` (0-based): linear warm-up, then constant."""
-        return self.lr * min(1.0, (step + 1) / max(self.warmup_steps, 1))
+        return warmup_lr(self.lr, step, self.warmup_steps)
 
     def describe(self, device: str | torch.device = "cpu") -> str:
         """A short human-readable summary on ``device``, e.g.
@@ -150,14 +150,8 @@ def fit_image_to_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
             with autocast:
                 prediction = model(x[:, None])
             loss = error(prediction.float() - y[:, None]).mean()
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if recipe.grad_clip > 0:
-                scaler.unscale_(optimiser)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            scaler.step(optimiser)
-            scaler.update()
-            update_ema(ema, model, ema_decay_at(step, recipe.ema_decay))
+            optimiser_step(loss, optimiser, scaler, model, recipe.grad_clip, ema, step,
+                           recipe.ema_decay)
             # Kept on the device: reading each loss would make the CPU wait for the GPU.
             losses.append(loss.detach())
         model.eval()

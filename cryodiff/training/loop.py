@@ -116,8 +116,32 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         b_ema.copy_(b)
 
 
+def warmup_lr(lr: float, step: int, warmup_steps: int) -> float:
+    """Learning rate of step ``step`` (0-based): a linear warm-up to ``lr`` over
+    ``warmup_steps`` steps (0: none), then constant. Every learnt method uses it."""
+    return lr * min(1.0, (step + 1) / max(warmup_steps, 1))
+
+
 def _lr_at(step: int, config: TrainConfig) -> float:
-    return config.lr * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+    return warmup_lr(config.lr, step, config.warmup_steps)
+
+
+def optimiser_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler, model: torch.nn.Module, grad_clip: float,
+                   ema: torch.nn.Module | None = None, step: int = 0,
+                   ema_decay: float = 0.0) -> None:
+    """One update of the shared recipe: backward through ``scaler`` (a GradScaler, disabled
+    unless fp16), gradient-norm clipping at ``grad_clip`` (0: none), the optimiser step, and
+    the EMA of ``model`` into ``ema`` at :func:`ema_decay_at` of ``step``."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    if ema is not None:
+        update_ema(ema, model, ema_decay_at(step, ema_decay))
 
 
 @dataclass
@@ -266,14 +290,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
             loss = diffusion_loss(step_model, target, condition, schedule, config.loss,
                                   generator_for(config.seed, PURPOSE_NOISE, step, 0),
                                   shard=(ctx.rank, ctx.world))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if config.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        update_ema(ema, raw_model, ema_decay_at(step, config.ema_decay))
+        optimiser_step(loss, optimizer, scaler, raw_model, config.grad_clip, ema, step,
+                       config.ema_decay)
         window_loss += loss.detach().float()
         window_steps += 1
         done = step + 1

@@ -27,7 +27,7 @@ from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.training.config import TrainConfig
 from cryodiff.training.data import PURPOSE_AUGMENT, PURPOSE_BATCH, augment_pairs, generator_for
 from cryodiff.threads import adapt_threads
-from cryodiff.training.loop import autocast_dtype, ema_decay_at, update_ema
+from cryodiff.training.loop import autocast_dtype, optimiser_step, warmup_lr
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def train_mse_postprocessor(denoiser: Denoiser, noisy: torch.Tensor, target: tor
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     amp_dtype = autocast_dtype(config.amp, device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     net.train()
     for step in range(config.steps):
         adapt_threads(device)
@@ -106,23 +106,11 @@ def train_mse_postprocessor(denoiser: Denoiser, noisy: torch.Tensor, target: tor
                                 generator_for(config.seed, PURPOSE_AUGMENT, step, 98))
         c, s, t = c.to(device), pair[:, :1].to(device), pair[:, 1:].to(device)
         for group in optimiser.param_groups:
-            group["lr"] = config.lr * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+            group["lr"] = warmup_lr(config.lr, step, config.warmup_steps)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = F.mse_loss(net(s, c).float(), t)
-        optimiser.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimiser)
-        else:
-            loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        if scaler is not None:
-            scaler.step(optimiser)
-            scaler.update()
-        else:
-            optimiser.step()
-        update_ema(ema, net, ema_decay_at(step, config.ema_decay))
+        optimiser_step(loss, optimiser, scaler, net, config.grad_clip, ema, step,
+                       config.ema_decay)
     return ema
 
 

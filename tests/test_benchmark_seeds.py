@@ -8,10 +8,10 @@ import statistics
 import pytest
 import torch
 
-from cryodiff.benchmark.evaluate import metrics_2d, paired_psnr_difference
+from cryodiff.benchmark.evaluate import metrics_2d, paired_difference, paired_psnr_difference
 from cryodiff.benchmark.methods import MethodOutput
 from cryodiff.benchmark.seeds import (SeededOutput, combine_seeds, images_per_seed,
-                                      paired_difference, per_image_psnr, seed_metrics)
+                                      per_image_psnr, seed_metrics)
 
 
 def _images(n=6, size=16, levels=(0.1, 0.2, 0.4), seed=0):

@@ -53,7 +53,13 @@ def paired_psnr_difference(images: torch.Tensor, other: torch.Tensor, target: to
     ``None`` for fewer than two images.
     """
     target = target.double()
-    difference = psnr(images.double(), target) - psnr(other.double(), target)
+    return paired_difference(psnr(images.double(), target), psnr(other.double(), target))
+
+
+def paired_difference(per_image: torch.Tensor, other: torch.Tensor) -> tuple[float, float | None]:
+    """Mean and standard error (dB) of ``per_image − other``, two ``(n,)`` per-image PSNRs of
+    the same images; the standard error is None for fewer than two images."""
+    difference = per_image.double() - other.double()
     n = difference.numel()
     sem = float(difference.std() / math.sqrt(n)) if n > 1 else None
     return float(difference.mean()), sem

@@ -26,12 +26,12 @@ from cryodiff.benchmark.config import BASELINE_METHODS, BenchmarkConfig
 from cryodiff.benchmark import methods as bench_methods
 from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, halfmap_fsc,
                                          halves_denoised_apart, metrics_2d,
-                                         reconstruct_halves,
+                                         paired_difference, reconstruct_halves,
                                          reconstruct_split, reconstruct_with_pose_search)
 from cryodiff.benchmark.methods import (TRAINED_BASELINES, MethodOutput, noisy_output,
                                         run_baseline, run_sr3, train_sr3)
 from cryodiff.benchmark.seeds import (SeededOutput, combine_seeds, images_per_seed,
-                                      paired_difference, per_image_psnr, seed_metrics)
+                                      per_image_psnr, seed_metrics)
 from cryodiff.errors import CryodiffError
 from cryodiff.fsc import FscResult, MaskedFsc
 

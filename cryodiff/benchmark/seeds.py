@@ -91,12 +91,3 @@ def seed_metrics(output: MethodOutput, target: torch.Tensor, pixel_size_A: float
                 "seed_psnrs": psnrs, "psnr_seed_sd": _sd(psnrs),
                 "ssim_seed_sd": _sd([m["ssim"] for m in per_seed])}
     return row
-
-
-def paired_difference(per_image: torch.Tensor, other: torch.Tensor) -> tuple[float, float | None]:
-    """Mean and standard error (dB) of ``per_image − other``, two ``(n,)`` per-image PSNRs of
-    the same images; the standard error is None for fewer than two images."""
-    difference = per_image.double() - other.double()
-    n = difference.numel()
-    sem = float(difference.std() / math.sqrt(n)) if n > 1 else None
-    return float(difference.mean()), sem

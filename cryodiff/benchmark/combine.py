@@ -137,7 +137,8 @@ def with_seed_sd(row: dict, key: str, digits: int) -> str:
     return text
 
 
-def _bold(text: str, on: bool) -> str:
+def markdown_bold(text: str, on: bool) -> str:
+    """``text`` in Markdown bold when ``on`` (a missing value, "—", stays plain)."""
     return f"**{text}**" if on and text != "—" else text
 
 
@@ -170,7 +171,7 @@ def map_tables(rows: list[dict], map_name: str) -> str:
         return lines
 
     def shown(row, key: str, snr: float) -> str:
-        return _bold(with_seed_sd(row, key, SHOWN[key][0]),
+        return markdown_bold(with_seed_sd(row, key, SHOWN[key][0]),
                      row["method"] in won[snr].get(key, ()))
 
     def quality(row, snr) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from cryodiff import __version__
-from cryodiff.benchmark.combine import with_seed_sd
+from cryodiff.benchmark.combine import markdown_bold, with_seed_sd
 from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.benchmark.ranking import (SEED_TIED, TWO_D, best_row, full_2d_count, ranked_2d,
                                         winners)
@@ -102,10 +102,6 @@ def _per_seed(row: dict) -> str:
     return "PSNR per training seed: " + ", ".join(f"{v:.2f}" for v in values) + " dB"
 
 
-def _bold(text: str, on: bool) -> str:
-    return f"**{text}**" if on and text != "—" else text
-
-
 SPREAD_LEGEND = (
     "Two spreads: '± SD' after a PSNR or SSIM is the sample standard deviation of the "
     "condition's mean over the training seeds (how much retraining the network moves the "
@@ -129,7 +125,7 @@ def table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 17]
     for r in rows:
         def bold(text: str, key: str) -> str:
-            return _bold(text, r["method"] in won.get(key, ()))
+            return markdown_bold(text, r["method"] in won.get(key, ()))
 
         lines.append(f"| {r['method']} | {bold(with_seed_sd(r, 'psnr', 2), 'psnr')} | "
                      f"{_fmt(r.get('psnr_gain_db'))} | {_vs_best(r)} | "

@@ -11,8 +11,9 @@
 # about the time of one. Each process gets THREADS CPU threads (default 2). A map without a
 # pixel size in its header is read at PIXEL_SIZE Å (default 2.0, as in docs/benchmarks.md).
 #
-# SPLIT=1 first trains each condition's three networks (Noise2Noise, supervised U-Net,
-# SR3 + post-processor) in three one-thread processes of their own, into
+# SPLIT=1 first trains each condition's networks (Noise2Noise, the four supervised U-Nets,
+# SR3 with its post-processors: sr3+pp, sr3-mse, sr3-pm) in one-thread processes of their
+# own, one per method and every training seed of the preset, into
 # OUT/train_<map>_<snr>_<method>/ (no pose search), then copies them into
 # OUT/<map>_<snr>/work/ and runs the full benchmark there, which reuses them instead of
 # training one after the other. Their training times (`fit_seconds`) are the ones measured
@@ -33,10 +34,12 @@ if [ "${SPLIT:-0}" = 1 ]; then
     name=$(basename "$map" .mrc)
     extra=(); [ "$map" != phantom ] && extra=(--pixel-size "$pixel")
     for snr in $snrs; do
-      for method in noise2noise supervised sr3; do
-        run=$out/train_${name}_${snr}_$method
+      for method in noise2noise supervised supervised-l1 supervised-large supervised-2x \
+          "sr3 sr3-mse sr3-pm"; do
+        run=$out/train_${name}_${snr}_${method%% *}
+        # shellcheck disable=SC2086  # "sr3 sr3-mse sr3-pm" is three method names
         benchmark "$run.log" 1 --map "$map" "${extra[@]}" --snr "$snr" --no-pose-search \
-          --only "$method" --out "$run"
+          --only $method --out "$run"
       done
     done
   done
@@ -49,7 +52,9 @@ for map in "$@"; do
     if [ "${SPLIT:-0}" = 1 ]; then  # the networks trained above, for this run to reuse
       trained=$out/train_${name}_$snr work=$out/${name}_$snr/work
       mkdir -p "$work/baselines"
-      cp "${trained}"_{noise2noise,supervised}/work/baselines/*.pt "$work/baselines/"
+      for method in noise2noise supervised supervised-l1 supervised-large supervised-2x; do
+        cp -r "${trained}_$method"/work/baselines/. "$work/baselines/"  # seed<S>/<name>.pt
+      done
       cp -r "${trained}_sr3"/work/sr3_* "$work/"
     fi
     benchmark "$out/${name}_$snr.log" "$threads" --map "$map" "${extra[@]}" --snr "$snr" \

@@ -38,8 +38,8 @@ run_dir = "runs/notebooks"  # relative to the repository root (also when the ker
 device = "auto"
 snr = 0.1  # total SNR of the simulated particles
 box = 32  # used only when no trained run from notebook 02 is found (else its box)
-methods = ["lowpass", "wiener", "topaz", "noise2noise", "supervised", "sr3"]  # + "bm3d", "cwf"
-methods_3d = ["lowpass", "wiener", "supervised", "sr3"]
+methods = ["lowpass", "wiener", "topaz", "noise2noise", "supervised", "sr3", "sr3-pm"]  # + "bm3d", "cwf"
+methods_3d = ["lowpass", "wiener", "supervised", "sr3", "sr3-pm"]
 n_train = 256  # training pairs for Noise2Noise and the supervised U-Net (and SR3 if trained here)
 n_test_2d = 24  # held-out particles for the 2D metrics
 n_test_3d = 400  # held-out particles reconstructed in 3D
@@ -116,6 +116,12 @@ config = dataclasses.replace(
 # * **SR3 (+ post-processor)** — a conditional diffusion model *samples* a clean image given the
 #   noisy one; the post-processor refines a few-step sample. Averaging several samples
 #   approaches the posterior mean.
+# * **sr3-pm** — cryodiff's own denoiser for PSNR: the mean of several SR3 samples (an
+#   estimate of the posterior mean, the PSNR-optimal answer) refined by a post-processor
+#   trained on such means with the squared error, with the supervised U-Net's recipe and
+#   budget. Like every network trained here (Noise2Noise and the supervised U-Net too; not
+#   Topaz, used as shipped), it averages its answers over the 8 flips and rotations of the
+#   particle (the "self-ensemble").
 #
 # BM3D and CWF are slow on a CPU; they are left out of this notebook's default `methods`
 # (the `cryodiff benchmark` presets include them).

@@ -176,8 +176,9 @@ def test_learnt_rows_are_means_over_training_seeds(tmp_path):
     config = dataclasses.replace(
         TINY, n_train=32, n_val=8, n_test_2d=8, n_test_slow=4, n_test_3d=24, train_steps=3,
         post_train_steps=3, sr3_steps=(1, 2), sr3_fast_steps=1, slow_step_threshold=1,
-        posterior_samples=1, methods=("lowpass", "supervised", "sr3", "sr3-mse"),
-        methods_3d=("supervised", "sr3"), pose_search=False, training_seeds=(0, 1))
+        posterior_samples=1, pm_draws=2,
+        methods=("lowpass", "supervised", "supervised-2x", "sr3", "sr3-mse", "sr3-pm"),
+        methods_3d=("supervised", "sr3", "sr3-pm"), pose_search=False, training_seeds=(0, 1))
     condition = make_condition("phantom", 0.1, config)
     result = bench_run.run_condition(condition, config, tmp_path / "work", progress=False,
                                      log=lambda _: None)
@@ -196,7 +197,8 @@ def test_learnt_rows_are_means_over_training_seeds(tmp_path):
     expected = Normalisation.measure(condition.train.noisy, condition.train.clean_ctf)
     assert norm.condition_mean == pytest.approx(expected.condition_mean, rel=1e-6)
     assert norm.target_std == pytest.approx(expected.target_std, rel=1e-6)
-    for method in ("supervised", "sr3_1", "sr3+pp_1", "sr3_2", "sr3+pp-mse_1", "sr3+pp-mse_2"):
+    for method in ("supervised", "supervised-2x", "sr3_1", "sr3+pp_1", "sr3_2", "sr3+pp-mse_1",
+                   "sr3+pp-mse_2", "sr3-pm2_1"):
         row = rows[method]
         assert row["status"] == "ok" and row["n_seeds"] == 2 and row["training_seeds"] == [0, 1]
         assert row["seed_psnrs"][0] != row["seed_psnrs"][1]  # the seeds trained differently
@@ -204,9 +206,20 @@ def test_learnt_rows_are_means_over_training_seeds(tmp_path):
         assert row["psnr_seed_sd"] == pytest.approx(
             abs(row["seed_psnrs"][0] - row["seed_psnrs"][1]) / math.sqrt(2))
     assert rows["sr3+pp-mse_1"]["family"] == "sr3-mse"
+    assert rows["sr3-pm2_1"]["family"] == "sr3-pm"
+    for seed in (0, 1):
+        assert (tmp_path / "work" / f"sr3_phantom_snr0.1_seed{seed}" / "pm_post_1_k2.pt").is_file()
+    # supervised-2x: SR3's and the sr3-pm post-processor's steps together
+    assert "6 steps × " in rows["supervised-2x"]["note"] and "3 steps × " in \
+        rows["supervised"]["note"]
+    # the one-pass networks use the self-ensemble; the paper-faithful SR3 rows do not
+    for method in ("supervised", "supervised-2x", "sr3+pp-mse_1", "sr3-pm2_1"):
+        assert "self-ensemble" in rows[method]["note"]
+    for method in ("sr3_1", "sr3+pp_1"):
+        assert "self-ensemble" not in rows[method]["note"]
     outputs = {o.method: o for o in result.outputs}
     assert isinstance(outputs["supervised"], SeededOutput)
-    for method in ("supervised", "sr3+pp-mse_1"):  # 3D rows: the first seed's images
+    for method in ("supervised", "sr3+pp-mse_1", "sr3-pm2_1"):  # 3D: the first seed's images
         assert rows[method]["n_test_3d"] == config.n_test_3d
         assert "from training seed 0" in rows[method]["note"]
         assert len(outputs[method].images) == config.n_test_3d

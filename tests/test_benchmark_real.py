@@ -103,14 +103,25 @@ def test_sr3_checkpoint_of_the_simulation_scores_on_the_real_particles(simulated
     train(train_config, tmp_path / "run", PairedStackData.from_folder(training, train_config),
           progress=False)
     config = dataclasses.replace(
-        BenchmarkConfig(), box=BOX, n_val=8, methods=("lowpass", "sr3"), sr3_steps=(2,),
-        sr3_fast_steps=2, posterior_samples=1, device="cpu")
+        BenchmarkConfig(), box=BOX, n_val=8, methods=("lowpass", "sr3", "sr3-mse", "sr3-pm"),
+        sr3_steps=(2,), sr3_fast_steps=2, posterior_samples=1, pm_draws=2, train_steps=3,
+        device="cpu")
     rows = run_real_benchmark(real / "particles.star", map_path, config, tmp_path / "out",
                               training_dir=training, n_particles=12,
                               map_pixel_size_A=MAP_PIXEL_A, checkpoint=tmp_path / "run",
                               progress=False, log=lambda _: None)
-    sr3 = next(r for r in rows if r["method"] == "sr3_2")
-    assert sr3["status"] == "ok" and sr3["n_test_2d"] == 12 and sr3["psnr"] is not None
+    by_name = {r["method"]: r for r in rows}
+    for method in ("sr3_2", "sr3-pm2_2"):  # cryodiff's sr3-pm runs on real particles too
+        row = by_name[method]
+        assert row["status"] == "ok" and row["n_test_2d"] == 12 and row["psnr"] is not None
+    assert by_name["sr3+pp-mse"]["status"] == "skipped"
+    assert "not run on real particles" in by_name["sr3+pp-mse"]["note"]
+    alone = run_real_benchmark(real / "particles.star", map_path,
+                               dataclasses.replace(config, methods=("lowpass", "sr3-pm")),
+                               tmp_path / "out_pm", training_dir=training, n_particles=4,
+                               map_pixel_size_A=MAP_PIXEL_A, progress=False, log=lambda _: None)
+    skipped = next(r for r in alone if r["method"] == "sr3-pm")
+    assert skipped["status"] == "skipped" and "needs sr3" in skipped["note"]
     from cryodiff.denoise import load_denoiser
     assert load_denoiser(tmp_path / "run").pixel_size_A == pytest.approx(MAP_PIXEL_A * 65 / BOX,
                                                                        rel=1e-5)

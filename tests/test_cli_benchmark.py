@@ -41,6 +41,7 @@ def test_map_that_is_not_an_mrc(tmp_path, capsys):
     (["--snr", "0"], "SNRs must be positive"),
     (["--pixel-size", "-1"], "--pixel-size must be positive"),
     (["--train-steps", "0"], "--train-steps must be positive"),
+    (["--pm-draws", "0"], "--pm-draws"),
 ])
 def test_bad_options(tmp_path, capsys, argv, message):
     assert main(["benchmark", "--out", str(tmp_path / "o"), *argv]) == 2
@@ -62,6 +63,19 @@ def test_pose_search_is_on_by_default_and_can_be_turned_off():
     add_args(parser)
     assert config_from_args(parser.parse_args([])).pose_search is True
     assert config_from_args(parser.parse_args(["--no-pose-search"])).pose_search is False
+
+
+def test_self_ensemble_and_pm_draws_flags():
+    import argparse
+
+    from cryodiff.cli.benchmark import add_args, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    default = config_from_args(parser.parse_args([]))
+    assert default.self_ensemble is True and default.pm_draws == 4
+    chosen = config_from_args(parser.parse_args(["--no-self-ensemble", "--pm-draws", "8"]))
+    assert chosen.self_ensemble is False and chosen.pm_draws == 8
 
 
 def test_only_runs_the_named_methods_and_excludes_skip():

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "parallel_conditions.sh"
-TRAINED = ("noise2noise", "supervised", "sr3")
+TRAINED = ("noise2noise", "supervised", "supervised-l1", "supervised-large", "supervised-2x",
+           "sr3")
 
 FAKE_CRYODIFF = textwrap.dedent("""\
     #!{python}
@@ -42,8 +43,9 @@ FAKE_CRYODIFF = textwrap.dedent("""\
         log.write(json.dumps(record) + "\\n")
     for method in {trained}:
         if method in only:
-            target = (work / f"sr3_{{tag}}" / "checkpoints" / "step.pt" if method == "sr3"
-                      else work / "baselines" / f"{{tag}}_{{method}}.pt")
+            target = (work / f"sr3_{{tag}}_seed0" / "checkpoints" / "step.pt"
+                      if method == "sr3" else work / "baselines" / "seed0"
+                      / f"{{tag}}_{{method}}.pt")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(method)
     print("cryodiff: 1 method rows measured")
@@ -94,18 +96,19 @@ def test_split_trains_each_network_alone_then_reuses_it(tmp_path, fake_cryodiff)
     calls = _run(tmp_path, fake_cryodiff, split=True)
     training = [c for c in calls if "--only" in c["args"]]
     final = [c for c in calls if "--only" not in c["args"]]
-    assert len(training) == 12 and len(final) == 4
+    assert len(training) == 4 * len(TRAINED) and len(final) == 4
     assert calls.index(final[0]) == len(training)  # every network is trained before scoring
     for call in training:
         args = call["args"]
         kept = args[args.index("--only") + 1:args.index("--out")]
-        assert len(kept) == 1 and kept[0] in TRAINED
+        # SR3's process also trains the post-processors that refine its samples
+        assert kept in ([m] for m in TRAINED[:-1]) or kept == ["sr3", "sr3-mse", "sr3-pm"]
         assert "--no-pose-search" in args and call["threads"] == "1"
         assert (_flag(args, "--pixel-size") == "2.0") == (_flag(args, "--map") != "phantom")
         assert Path(_flag(args, "--out")).name.endswith("_" + kept[0])
     for call in final:
         args = call["args"]
         tag = Path(_flag(args, "--map")).stem + "_snr" + _flag(args, "--snr")
-        assert call["found"] == [f"baselines/{tag}_noise2noise.pt",
-                                 f"baselines/{tag}_supervised.pt",
-                                 f"sr3_{tag}/checkpoints/step.pt"]
+        assert call["found"] == sorted(
+            [f"baselines/seed0/{tag}_{m}.pt" for m in TRAINED[:-1]]
+            + [f"sr3_{tag}_seed0/checkpoints/step.pt"])

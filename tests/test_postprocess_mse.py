@@ -101,6 +101,7 @@ def test_sr3_mse_rows_refine_the_sr3_rows_own_samples(monkeypatch, tmp_path):
     from cryodiff.models.unet import SR3UNet
     from cryodiff.training.config import get_preset as train_preset
     from cryodiff.training.data import Normalisation
+    from cryodiff.self_ensemble import self_ensemble
     from cryodiff.training.postprocess_mse import refine
 
     config = dataclasses.replace(
@@ -135,8 +136,10 @@ def test_sr3_mse_rows_refine_the_sr3_rows_own_samples(monkeypatch, tmp_path):
         assert post.steps == 2 and post.lr == expected_recipe.post_lr
         samples = by_name[f"sr3_{steps}"].images
         assert row.images.shape == samples.shape  # the 3D set for the fast step count
-        torch.testing.assert_close(
-            row.images, refine(net, denoiser, samples, condition.test.noisy[:len(samples)]))
+        noisy_test = condition.test.noisy[:len(samples)]
+        # the post-processor runs through the dihedral self-ensemble (config.self_ensemble)
+        torch.testing.assert_close(row.images, self_ensemble(
+            lambda s, y: refine(net, denoiser, s, y), samples, noisy_test))
         assert row.fit_seconds > 7.0
     assert rows[0].images.shape[0] == config.n_test_3d and rows[1].images.shape[0] == 3
     # a resumed run reuses the saved post-processors; other settings train new ones
@@ -153,3 +156,10 @@ def test_sr3_mse_rows_refine_the_sr3_rows_own_samples(monkeypatch, tmp_path):
                                  dataclasses.replace(config, mse_post_max_steps=2), sr3_rows,
                                  cache_dir=tmp_path)
     assert [r.method for r in capped] == ["sr3+pp-mse_1"]
+    # without the self-ensemble the post-processor is applied once
+    single = sr3_mse.run_sr3_mse(denoiser, condition,
+                                 dataclasses.replace(config, self_ensemble=False), sr3_rows,
+                                 cache_dir=tmp_path)
+    torch.testing.assert_close(single[0].images, refine(
+        trained[0][3], denoiser, by_name["sr3_1"].images, condition.test.noisy[:config.n_test_3d]))
+    assert "self-ensemble" in rows[0].note and "self-ensemble" not in single[0].note

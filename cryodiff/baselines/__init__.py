@@ -23,6 +23,9 @@ BASELINES: dict[str, tuple[str, str]] = {
     "supervised": ("cryodiff.baselines.supervised", "SupervisedUNet"),
     "supervised-l1": ("cryodiff.baselines.supervised", "SupervisedUNetL1"),
     "supervised-large": ("cryodiff.baselines.supervised", "SupervisedUNetLarge"),
+    # The supervised U-Net trained for as many optimiser steps as SR3 and a post-processor
+    # together (the benchmark doubles its recipe's steps).
+    "supervised-2x": ("cryodiff.baselines.supervised", "SupervisedUNetLong"),
     "cwf": ("cryodiff.baselines.cwf", "CwfDenoiser"),
     # CWF fitted on the 2D test images alone (its covariance comes from the images it
     # denoises, so the row "cwf" depends on the size of the 3D test set).

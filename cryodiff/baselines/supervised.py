@@ -69,3 +69,11 @@ class SupervisedUNetLarge(SupervisedUNet):
 
     def default_config(self, image_size: int) -> PostProcessConfig:
         return matched_backbone_config(self.unet or UNetConfig(image_size=image_size))
+
+
+class SupervisedUNetLong(SupervisedUNet):
+    """:class:`SupervisedUNet` under its own name for a longer budget: the benchmark gives it
+    twice the training preset's steps, what SR3 and its ``"sr3-pm"`` post-processor train
+    together, so the two compare at equal optimiser steps."""
+
+    name = "supervised-2x"

@@ -18,10 +18,12 @@ from cryodiff.errors import CryodiffError
 # Every method the benchmark knows, in table order. "sr3" stands for the family of SR3 rows
 # (plain at each step count, with post-processor, posterior mean).
 BASELINE_METHODS = ("lowpass", "wiener", "bm3d", "topaz", "noise2noise", "supervised",
-                    "supervised-l1", "supervised-large", "cwf", "cwf-2d")
+                    "supervised-l1", "supervised-large", "supervised-2x", "cwf", "cwf-2d")
 # "sr3-mse": the SR3 samples refined by a post-processor trained for the mean (L2 + EMA),
 # one per step count (:mod:`cryodiff.benchmark.sr3_mse`); it needs "sr3" (the same model).
-ALL_METHODS = BASELINE_METHODS + ("sr3", "sr3-mse")
+# "sr3-pm": cryodiff's own denoiser for PSNR, the mean of several SR3 samples refined by a
+# post-processor trained on such means (:mod:`cryodiff.benchmark.sr3_pm`); it needs "sr3".
+ALL_METHODS = BASELINE_METHODS + ("sr3", "sr3-mse", "sr3-pm")
 SLOW_METHODS = ("bm3d",)
 
 
@@ -50,6 +52,12 @@ class BenchmarkConfig:
     ``mse_post_max_steps`` (None: every one of ``sr3_steps``), each learning from samples of
     the first ``mse_post_samples`` training particles (None: the whole training split);
     sampling them costs ``samples × steps`` network passes, hence the bounds.
+    ``"sr3-pm"``: the mean of ``pm_draws`` samples of ``sr3_fast_steps`` steps, refined by
+    a post-processor trained on such means of the training split (it is in 3D when
+    ``"sr3-pm"`` is in ``methods_3d``). ``self_ensemble``: every network trained here and
+    applied in one pass (the trained baselines, the ``"sr3-mse"`` and ``"sr3-pm"``
+    post-processors) denoises with the dihedral self-ensemble (:mod:`cryodiff.self_ensemble`);
+    Topaz is applied once, as shipped, and the paper-faithful SR3 rows as the paper has them.
     Pose search (:mod:`cryodiff.alignment`): with ``pose_search`` every 3D set is also
     reconstructed with orientations found by projection matching against the true map, up
     to ``pose_band_A`` Å (None: ``4 ×`` the pixel size, half the Nyquist frequency), from a
@@ -77,7 +85,7 @@ class BenchmarkConfig:
     posterior_samples: int = 4
     methods: tuple[str, ...] = ALL_METHODS
     methods_3d: tuple[str, ...] = ("lowpass", "wiener", "topaz", "noise2noise", "supervised",
-                                   "cwf", "sr3")
+                                   "cwf", "sr3", "sr3-pm")
     pose_search: bool = True
     pose_band_A: float | None = None
     pose_grid_deg: float = 15.0
@@ -86,6 +94,8 @@ class BenchmarkConfig:
     training_seeds: tuple[int, ...] = (0,)
     mse_post_samples: int | None = None
     mse_post_max_steps: int | None = None
+    pm_draws: int = 4
+    self_ensemble: bool = True
     device: str = "auto"
 
     @property
@@ -120,6 +130,8 @@ class BenchmarkConfig:
                 or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
             raise CryodiffError(f"training seeds must be distinct integers >= 0, at least one; "
                                 f"got {list(seeds)}")
+        if self.pm_draws < 1:
+            raise CryodiffError(f"pm_draws must be at least 1, got {self.pm_draws}")
         for name in ("mse_post_samples", "mse_post_max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise CryodiffError(f"{name} must be positive, got {getattr(self, name)}")
@@ -133,17 +145,19 @@ class BenchmarkConfig:
 
 
 PRESETS: dict[str, BenchmarkConfig] = {
-    # ≤ 15 min on 2 CPU cores: one SNR, 32² boxes, 2000 particles in 3D; BM3D in 2D only.
-    # sr3-mse: sampling 1024 training particles costs ≈ 1 min per 10 steps here (ci model,
-    # 32², one loaded CPU core), so only the 10-step post-processor is trained.
+    # One SNR, 32² boxes, 2000 particles in 3D; BM3D in 2D only: ≈ 40 min on one CPU core
+    # with every method (sr3-pm and supervised-2x included). sr3-mse: sampling 1024 training
+    # particles costs ≈ 1 min per 10 steps here (ci model, 32², one loaded CPU core), so only
+    # the 10-step post-processor is trained; sr3-pm samples them pm_draws (4) times.
     "ci": BenchmarkConfig(preset="ci", mse_post_max_steps=10),
     "cpu-small": BenchmarkConfig(
         preset="cpu-small", box=64, snrs=(0.1, 0.05, 0.01), n_train=4096, n_val=128,
         n_test_2d=128, n_test_slow=32, n_test_3d=4000, train_preset="cpu-small",
         # sr3-mse: sampling 4096 training particles costs ≈ 20 min per 10 steps (cpu-small
-        # model, 64², one loaded CPU core): post-processors for 10 and 50 steps only.
+        # model, 64², one loaded CPU core): post-processors for 10 and 50 steps only; sr3-pm
+        # samples them 4 times (≈ 80 min per seed on one core: this preset wants a GPU).
         training_seeds=(0, 1, 2), mse_post_max_steps=50, sr3_steps=(10, 50, 250), methods_3d=("lowpass", "wiener", "topaz", "noise2noise",
-                                             "supervised", "cwf", "sr3")),
+                                             "supervised", "cwf", "sr3", "sr3-pm")),
     # 128² in one GPU lease (≈ 10 min per trained network, estimated from the H100 rates, see
     # the training preset): one SNR, half of gpu-paper's test sets.
     "gpu-medium": BenchmarkConfig(
@@ -154,7 +168,8 @@ PRESETS: dict[str, BenchmarkConfig] = {
         preset="gpu-paper", box=128, snrs=(0.1, 0.05, 0.01), n_train=50_000, n_val=512,
         n_test_2d=512, n_test_slow=64, n_test_3d=10_000, train_preset="gpu-paper",
         training_seeds=(0, 1, 2), sr3_steps=(10, 50, 250, 2000), posterior_samples=8,
-        methods_3d=("lowpass", "wiener", "topaz", "noise2noise", "supervised", "cwf", "sr3")),
+        methods_3d=("lowpass", "wiener", "topaz", "noise2noise", "supervised", "cwf", "sr3",
+                    "sr3-pm")),
 }
 
 

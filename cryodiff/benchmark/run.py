@@ -1,9 +1,9 @@
 """The benchmark run: for every map × SNR, simulate, run every method, score in 2D and 3D.
 
-Learnt methods (the trained baselines, SR3's rows, the ``"sr3-mse"`` rows) are trained and
-applied once per training seed on the same data; their rows are means over seeds with the
-spread between seeds (:mod:`cryodiff.benchmark.seeds`), and their 3D figures come from the
-first seed's images. The other methods run once. Every row records the ``device`` (the
+Learnt methods (the trained baselines, SR3's rows, the ``"sr3-mse"`` and ``"sr3-pm"`` rows)
+are trained and applied once per training seed on the same data; their rows are means over
+seeds with the spread between seeds (:mod:`cryodiff.benchmark.seeds`), and their 3D figures
+come from the first seed's images. The other methods run once. Every row records the ``device`` (the
 torch device type the methods ran on), so tables from different devices are not mixed.
 :func:`run_benchmark` returns the result rows and writes ``results.json``, ``results.md`` and
 the figures into the output folder (see :mod:`cryodiff.benchmark.report`).
@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,7 +221,8 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
 
     The learnt methods run once per training seed (trained baselines cached in
     ``work_dir/baselines/seed<S>``, SR3 runs in ``work_dir/sr3_<condition>_seed<S>``); with a
-    ``checkpoint``, SR3 and its ``"sr3-mse"`` rows use it under the first training seed only.
+    ``checkpoint``, SR3 and its ``"sr3-mse"``/``"sr3-pm"`` rows use it under the first training
+    seed only.
     """
     from cryodiff.training.loop import select_device
 
@@ -262,16 +264,18 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
                 outputs[-1].note += (f"; one trained model (--checkpoint): training seed "
                                      f"{sr3_seeds[0]} only")
         train_seconds = None if checkpoint is not None else sum(seconds) / len(seconds)
-        if "sr3-mse" not in config.methods:
-            outputs.append(MethodOutput("sr3+pp-mse", "sr3-mse", None, status="skipped",
-                                        note=NOT_REQUESTED))
+        for method, family in (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm")):
+            if family not in config.methods:
+                outputs.append(MethodOutput(method, family, None, status="skipped",
+                                            note=NOT_REQUESTED))
     else:
         outputs.append(MethodOutput("sr3+pp", "sr3+pp", None, status="skipped",
                                     note=NOT_REQUESTED))
-        outputs.append(MethodOutput(
-            "sr3+pp-mse", "sr3-mse", None, status="skipped",
-            note="refines SR3's samples: needs sr3" if "sr3-mse" in config.methods
-            else NOT_REQUESTED))
+        for method, family in (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm")):
+            outputs.append(MethodOutput(
+                method, family, None, status="skipped",
+                note="refines SR3's samples: needs sr3" if family in config.methods
+                else NOT_REQUESTED))
     result = ConditionResult(condition, outputs, train_seconds=train_seconds,
                              device=device.type)
     halfmap_inputs(result, config)
@@ -282,10 +286,11 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
 def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
               checkpoint: str | os.PathLike | None, progress: bool,
               log: Callable[[str], None]) -> tuple[list[MethodOutput], float | None]:
-    """SR3's rows (and the ``"sr3-mse"`` ones if requested) under ``config.training_seed``,
-    trained in ``work_dir/sr3_<condition>_seed<S>`` (or loaded from ``checkpoint``), and
-    SR3's training seconds (None when loaded)."""
+    """SR3's rows (and the ``"sr3-mse"``, ``"sr3-pm"`` ones if requested) under
+    ``config.training_seed``, trained in ``work_dir/sr3_<condition>_seed<S>`` (or loaded from
+    ``checkpoint``), and SR3's training seconds (None when loaded)."""
     from cryodiff.benchmark.sr3_mse import run_sr3_mse
+    from cryodiff.benchmark.sr3_pm import run_sr3_pm
 
     seed, start = config.training_seed, time.perf_counter()
     train_seconds, run_dir = None, None
@@ -302,10 +307,17 @@ def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     start = time.perf_counter()
     rows = run_sr3(denoiser, condition, config, train_seconds, progress=False)
     log(f"  sr3 (training seed {seed}) sampled ({time.perf_counter() - start:.0f} s)")
-    if "sr3-mse" in config.methods:
+    for family, method, run in (("sr3-mse", "sr3+pp-mse", run_sr3_mse),
+                                ("sr3-pm", "sr3-pm", run_sr3_pm)):
+        if family not in config.methods:
+            continue
         start = time.perf_counter()
-        rows += run_sr3_mse(denoiser, condition, config, rows, cache_dir=run_dir)
-        log(f"  sr3-mse (training seed {seed}) trained and applied "
+        try:
+            rows += run(denoiser, condition, config, rows, cache_dir=run_dir)
+        except Exception as error:  # the SR3 rows already measured stay in the table
+            line = traceback.format_exception_only(type(error), error)[-1].strip()
+            rows.append(MethodOutput(method, family, None, status="failed", note=line[:300]))
+        log(f"  {family} (training seed {seed}) trained and applied "
             f"({time.perf_counter() - start:.0f} s)")
     return rows, train_seconds
 

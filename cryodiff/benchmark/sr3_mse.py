@@ -26,14 +26,14 @@ import torch
 
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import BenchmarkConfig
-from cryodiff.benchmark.methods import MethodOutput
+from cryodiff.benchmark.methods import SELF_ENSEMBLE_NOTE, MethodOutput
+from cryodiff.benchmark.post_cache import load_cached_post, store_post
 from cryodiff.denoise import Denoiser
 from cryodiff.diffusion import respace
-from cryodiff.io.atomic import atomic_path
-from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.sampling import sample_progressive
 from cryodiff.training.data import generator_for
-from cryodiff.training.postprocess_mse import mse_post_config, refine, train_mse_postprocessor
+from cryodiff.training.postprocess_mse import (mse_post_config, refine_views,
+                                               train_mse_postprocessor)
 
 
 @torch.no_grad()
@@ -87,7 +87,7 @@ def run_sr3_mse(denoiser: Denoiser, condition: Condition, config: BenchmarkConfi
                           "data": data_settings(condition, config), "sr3_step": denoiser.step},
                          sort_keys=True)
         cache = None if cache_dir is None else Path(cache_dir) / f"mse_post_{steps}.pt"
-        net, fit_seconds = _reuse(cache, key, denoiser, device)
+        net, fit_seconds = load_cached_post(cache, key, denoiser, device)
         reused = net is not None
         if not reused:
             start = time.perf_counter()
@@ -95,36 +95,18 @@ def run_sr3_mse(denoiser: Denoiser, condition: Condition, config: BenchmarkConfi
                                           condition.train.clean_ctf[:m], post, device)
             fit_seconds = time.perf_counter() - start
             if cache is not None:
-                with atomic_path(cache) as tmp:
-                    torch.save({"key": key, "fit_seconds": fit_seconds,
-                                "state": {k: v.cpu() for k, v in net.state_dict().items()}},
-                               tmp)
+                store_post(cache, key, net, fit_seconds)
         samples = row.images
         start = time.perf_counter()
-        refined = refine(net, denoiser, samples, condition.test.noisy[:len(samples)])
+        refined = refine_views(net, denoiser, samples, condition.test.noisy[:len(samples)],
+                               config.self_ensemble)
         seconds = (row.seconds_per_image or 0.0) + (time.perf_counter() - start) / len(samples)
         rows.append(MethodOutput(
             f"sr3+pp-mse_{steps}", "sr3-mse", refined, seconds,
             None if row.fit_seconds is None else row.fit_seconds + fit_seconds,
             note=f"the sr3_{steps} samples + a post-processor trained for them with L2 + EMA "
                  f"({post.steps} steps on {m} training particles, on top of SR3)"
+                 + (f"; {SELF_ENSEMBLE_NOTE}" if config.self_ensemble else "")
                  + ("; trained by an earlier run with the same settings (reused)"
                     if reused else "")))
     return rows
-
-
-def _reuse(cache: Path | None, key: str, denoiser: Denoiser, device: torch.device
-           ) -> tuple[PostProcessUNet | None, float | None]:
-    """The post-processor saved in ``cache`` under ``key`` and its training seconds, or
-    ``(None, None)``; an unreadable cache is retrained, never trusted."""
-    if cache is None or not cache.is_file():
-        return None, None
-    try:
-        saved = torch.load(cache, map_location="cpu", weights_only=True)
-        if saved.get("key") != key:
-            return None, None
-        net = PostProcessUNet(denoiser.config.postprocess)
-        net.load_state_dict(saved["state"])
-        return net.to(device).eval().requires_grad_(False), float(saved["fit_seconds"])
-    except Exception:
-        return None, None

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from cryodiff.cli.arguments import device, nonnegative_int
+from cryodiff.cli.arguments import device, nonnegative_int, positive_int
 from cryodiff.errors import CryodiffError
 
 
@@ -62,6 +62,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pose-search", action="store_true",
                         help="reconstruct at the known poses only (no projection-matching "
                              "pose search)")
+    parser.add_argument("--pm-draws", type=positive_int, metavar="K",
+                        help="SR3 samples averaged by the sr3-pm denoiser (default 4)")
+    parser.add_argument("--no-self-ensemble", action="store_true",
+                        help="apply the one-pass networks once, not averaged over the 8 "
+                             "dihedral flips/rotations of each particle")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -89,6 +94,8 @@ def config_from_args(args: argparse.Namespace):
                  "training_seeds": tuple(args.training_seeds) if args.training_seeds else None,
                  "sr3_sampler": args.sampler,
                  "pose_search": False if args.no_pose_search else None,
+                 "pm_draws": args.pm_draws,
+                 "self_ensemble": False if args.no_self_ensemble else None,
                  "methods": tuple(m for m in config.methods
                                   if (m in args.only if args.only else m not in args.skip))}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -26,6 +26,7 @@ from cryodiff.denoise import Denoiser, denoise_images
 from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.training.config import TrainConfig
 from cryodiff.training.data import PURPOSE_AUGMENT, PURPOSE_BATCH, augment_pairs, generator_for
+from cryodiff.self_ensemble import self_ensemble
 from cryodiff.threads import adapt_threads
 from cryodiff.training.loop import autocast_dtype, optimiser_step, warmup_lr
 
@@ -70,12 +71,36 @@ def sampler_draws(denoiser: Denoiser, noisy: torch.Tensor, config: MsePostConfig
                   device: torch.device) -> torch.Tensor:
     """``(draws, N, L, L)`` normalised sampler outputs for ``noisy (N, L, L)`` (raw units),
     each draw from its own seed stream."""
+    return torch.stack([_one_draw(denoiser, noisy, config, draw, device)
+                        for draw in range(config.draws)])
+
+
+def _one_draw(denoiser: Denoiser, noisy: torch.Tensor, config: MsePostConfig, draw: int,
+              device: torch.device) -> torch.Tensor:
+    """Draw number ``draw`` of ``noisy (N, L, L)`` (its own seed stream), normalised units."""
     norm = denoiser.normalisation
-    out = [denoise_images(denoiser.model, noisy, norm, denoiser.schedule,
-                          steps=config.sampling_steps, sampler=config.sampler,
-                          seed=10_000 * (config.seed + 1) + draw, device=device,
-                          batch_size=256).mean for draw in range(config.draws)]
-    return norm.target(torch.stack(out))
+    return norm.target(denoise_images(denoiser.model, noisy, norm, denoiser.schedule,
+                                      steps=config.sampling_steps, sampler=config.sampler,
+                                      seed=10_000 * (config.seed + 1) + draw, device=device,
+                                      batch_size=256).mean)
+
+
+def mean_of_draws(denoiser: Denoiser, noisy: torch.Tensor, config: MsePostConfig,
+                  device: torch.device, first: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of the ``config.draws`` draws of :func:`sampler_draws`, normalised units
+    ``(N, L, L)``, summed one draw at a time (memory of two stacks, not ``draws``).
+
+    ``first``: raw-unit samples of the same particles already drawn (e.g. a benchmark row's),
+    counted as one of the draws; the ``draws − 1`` others are draws ``0 … draws − 2``.
+    """
+    total = torch.zeros(noisy.shape, dtype=torch.float64)
+    fresh = config.draws
+    if first is not None:
+        total += denoiser.normalisation.target(first.float()).double().cpu()
+        fresh -= 1
+    for draw in range(fresh):
+        total += _one_draw(denoiser, noisy, config, draw, device).double().cpu()
+    return (total / config.draws).float()
 
 
 def train_mse_postprocessor(denoiser: Denoiser, noisy: torch.Tensor, target: torch.Tensor,
@@ -85,10 +110,23 @@ def train_mse_postprocessor(denoiser: Denoiser, noisy: torch.Tensor, target: tor
     ``(N, L, L)`` in raw units (target: the denoiser's training target); returns the EMA
     network in eval mode, ready for ``postprocess(sample, condition)`` in normalised units."""
     device = torch.device(device)
+    samples = sampler_draws(denoiser, noisy, config, device)
+    return fit_mse_postprocessor(denoiser, samples, noisy, target, config, device)
+
+
+def fit_mse_postprocessor(denoiser: Denoiser, samples: torch.Tensor, noisy: torch.Tensor,
+                          target: torch.Tensor, config: MsePostConfig = MsePostConfig(),
+                          device: str | torch.device = "cpu") -> PostProcessUNet:
+    """Train the post-processor on given ``samples (D, N, L, L)`` (normalised, e.g. from
+    :func:`sampler_draws`, or means of several draws) of the particles ``noisy (N, L, L)``
+    with ``target (N, L, L)`` (raw units): ``config``'s recipe, every draw a training pair;
+    ``config.draws`` and its sampling fields are not used here. Returns the EMA network."""
+    device = torch.device(device)
     norm = denoiser.normalisation
-    samples = sampler_draws(denoiser, noisy, config, device).flatten(0, 1)[:, None]
-    condition = norm.condition(noisy.float())[:, None].repeat(config.draws, 1, 1, 1)
-    clean = norm.target(target.float())[:, None].repeat(config.draws, 1, 1, 1)
+    draws = samples.shape[0]
+    samples = samples.flatten(0, 1)[:, None]
+    condition = norm.condition(noisy.float())[:, None].repeat(draws, 1, 1, 1)
+    clean = norm.target(target.float())[:, None].repeat(draws, 1, 1, 1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = PostProcessUNet(denoiser.config.postprocess).to(device)
@@ -126,3 +164,12 @@ def refine(net: PostProcessUNet, denoiser: Denoiser, samples: torch.Tensor,
         c = norm.condition(noisy[start:start + batch_size].float())[:, None].to(device)
         out.append(norm.denormalise(net(s, c)[:, 0]).float().cpu())
     return torch.cat(out)
+
+
+def refine_views(net: PostProcessUNet, denoiser: Denoiser, samples: torch.Tensor,
+                 noisy: torch.Tensor, ensemble: bool) -> torch.Tensor:
+    """:func:`refine`, through the dihedral self-ensemble when ``ensemble`` (the sample and
+    its particle transformed alike)."""
+    def apply(s, y):
+        return refine(net, denoiser, s, y)
+    return self_ensemble(apply, samples, noisy) if ensemble else apply(samples, noisy)

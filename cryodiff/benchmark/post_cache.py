@@ -7,13 +7,37 @@ trusted. Weights are loaded with ``weights_only=True``.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from cryodiff.benchmark.conditions import Condition
+from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.denoise import Denoiser
 from cryodiff.io.atomic import atomic_path
 from cryodiff.models.postprocess import PostProcessUNet
+
+
+def training_particles(config: BenchmarkConfig, condition: Condition) -> int:
+    """How many training particles the post-processors learn from: the first
+    ``mse_post_samples`` (None: the whole training split)."""
+    n = len(condition.train)
+    return n if config.mse_post_samples is None else min(config.mse_post_samples, n)
+
+
+def post_key(label: str, post, particles: int, condition: Condition,
+             config: BenchmarkConfig, denoiser: Denoiser) -> str:
+    """The cache key of a post-processor: its recipe ``post`` (a dataclass) under ``label``,
+    the ``particles`` it learns from, the data and the SR3 checkpoint's step."""
+    from cryodiff.benchmark.methods import data_settings
+
+    return json.dumps({label: dataclasses.asdict(post), "particles": particles,
+                       "data": data_settings(condition, config), "sr3_step": denoiser.step},
+                      sort_keys=True)
 
 
 def store_post(cache: Path, key: str, net: PostProcessUNet, fit_seconds: float) -> None:
@@ -38,3 +62,21 @@ def load_cached_post(cache: Path | None, key: str, denoiser: Denoiser, device: t
         return net.to(device).eval().requires_grad_(False), float(saved["fit_seconds"])
     except Exception:
         return None, None
+
+
+def trained_post(cache_dir: Path | None, file_name: str, key: str, denoiser: Denoiser,
+                 device: torch.device, train: Callable[[], PostProcessUNet]
+                 ) -> tuple[PostProcessUNet, float, bool]:
+    """``(network, training seconds, reused)``: the post-processor saved as
+    ``cache_dir/file_name`` under ``key`` if there is one, else ``train()``'s, timed and
+    saved there (with ``cache_dir``)."""
+    cache = None if cache_dir is None else Path(cache_dir) / file_name
+    net, fit_seconds = load_cached_post(cache, key, denoiser, device)
+    if net is not None:
+        return net, fit_seconds, True
+    start = time.perf_counter()
+    net = train()
+    fit_seconds = time.perf_counter() - start
+    if cache is not None:
+        store_post(cache, key, net, fit_seconds)
+    return net, fit_seconds, False

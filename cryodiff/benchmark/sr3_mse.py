@@ -17,8 +17,6 @@ stay as they are):
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import torch
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.benchmark.methods import SELF_ENSEMBLE_NOTE, MethodOutput
-from cryodiff.benchmark.post_cache import load_cached_post, store_post
+from cryodiff.benchmark.post_cache import post_key, trained_post, training_particles
 from cryodiff.denoise import Denoiser
 from cryodiff.diffusion import respace
 from cryodiff.sampling import sample_progressive
@@ -70,12 +68,11 @@ def run_sr3_mse(denoiser: Denoiser, condition: Condition, config: BenchmarkConfi
     run's folder) each trained post-processor is saved there (``mse_post_<steps>.pt``) and
     reused by a later run with the same SR3 checkpoint and settings.
     """
-    from cryodiff.benchmark.methods import data_settings, train_config_for
+    from cryodiff.benchmark.methods import train_config_for
 
     device = next(denoiser.model.parameters()).device
     train = train_config_for(config, condition)
-    m = len(condition.train) if config.mse_post_samples is None \
-        else min(config.mse_post_samples, len(condition.train))
+    m = training_particles(config, condition)
     rows = []
     for row in sr3_rows:
         steps = int(row.method.rsplit("_", 1)[1]) if row.family == "sr3" else None
@@ -83,19 +80,12 @@ def run_sr3_mse(denoiser: Denoiser, condition: Condition, config: BenchmarkConfi
                 config.mse_post_max_steps is not None and steps > config.mse_post_max_steps):
             continue
         post = mse_post_config(train, steps, config.sr3_sampler, config.training_seed)
-        key = json.dumps({"post": dataclasses.asdict(post), "particles": m,
-                          "data": data_settings(condition, config), "sr3_step": denoiser.step},
-                         sort_keys=True)
-        cache = None if cache_dir is None else Path(cache_dir) / f"mse_post_{steps}.pt"
-        net, fit_seconds = load_cached_post(cache, key, denoiser, device)
-        reused = net is not None
-        if not reused:
-            start = time.perf_counter()
-            net = train_mse_postprocessor(denoiser, condition.train.noisy[:m],
-                                          condition.train.clean_ctf[:m], post, device)
-            fit_seconds = time.perf_counter() - start
-            if cache is not None:
-                store_post(cache, key, net, fit_seconds)
+        key = post_key("post", post, m, condition, config, denoiser)
+        net, fit_seconds, reused = trained_post(
+            cache_dir, f"mse_post_{steps}.pt", key, denoiser, device,
+            lambda post=post: train_mse_postprocessor(
+                denoiser, condition.train.noisy[:m], condition.train.clean_ctf[:m], post,
+                device))
         samples = row.images
         start = time.perf_counter()
         refined = refine_views(net, denoiser, samples, condition.test.noisy[:len(samples)],

@@ -19,14 +19,13 @@ dB, the mean of 4 draws instead of one 0.10–0.19 dB, the self-ensemble 0.03–
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.benchmark.methods import SELF_ENSEMBLE_NOTE, MethodOutput
-from cryodiff.benchmark.post_cache import load_cached_post, store_post
+from cryodiff.benchmark.post_cache import post_key, trained_post, training_particles
 from cryodiff.denoise import Denoiser
 from cryodiff.training.config import TrainConfig
 from cryodiff.training.postprocess_mse import (MsePostConfig, fit_mse_postprocessor,
@@ -60,28 +59,22 @@ def run_sr3_pm(denoiser: Denoiser, condition: Condition, config: BenchmarkConfig
     samples (from ``sr3_rows``) counting as the first. ``fit_seconds``: SR3's plus this
     post-processor's, its training draws included.
     """
-    from cryodiff.benchmark.methods import data_settings, train_config_for
+    from cryodiff.benchmark.methods import train_config_for
 
     device = next(denoiser.model.parameters()).device
     steps, k = config.sr3_fast_steps, config.pm_draws
-    train = train_config_for(config, condition)
-    post = pm_post_config(train, config)
-    m = len(condition.train) if config.mse_post_samples is None \
-        else min(config.mse_post_samples, len(condition.train))
-    key = json.dumps({"pm_post": dataclasses.asdict(post), "particles": m,
-                      "data": data_settings(condition, config), "sr3_step": denoiser.step},
-                     sort_keys=True)
-    cache = None if cache_dir is None else Path(cache_dir) / f"pm_post_{steps}_k{k}.pt"
-    net, fit_seconds = load_cached_post(cache, key, denoiser, device)
-    reused = net is not None
-    if not reused:
-        start = time.perf_counter()
-        means = mean_of_draws(denoiser, condition.train.noisy[:m], post, device)
-        net = fit_mse_postprocessor(denoiser, means[None], condition.train.noisy[:m],
-                                    condition.train.clean_ctf[:m], post, device)
-        fit_seconds = time.perf_counter() - start
-        if cache is not None:
-            store_post(cache, key, net, fit_seconds)
+    post = pm_post_config(train_config_for(config, condition), config)
+    m = training_particles(config, condition)
+    key = post_key("pm_post", post, m, condition, config, denoiser)
+    noisy_train, target_train = condition.train.noisy[:m], condition.train.clean_ctf[:m]
+
+    def train():
+        means = mean_of_draws(denoiser, noisy_train, post, device)
+        return fit_mse_postprocessor(denoiser, means[None], noisy_train, target_train, post,
+                                     device)
+
+    net, fit_seconds, reused = trained_post(cache_dir, f"pm_post_{steps}_k{k}.pt", key,
+                                            denoiser, device, train)
     n = config.n_test_3d if "sr3-pm" in config.methods_3d else config.n_test_2d
     noisy = condition.test.noisy[:n]
     sr3 = next((row for row in sr3_rows if row.method == f"sr3_{steps}"), None)

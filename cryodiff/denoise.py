@@ -1,9 +1,13 @@
 """Apply a trained checkpoint to particle images: normalise, sample, refine, de-normalise.
 
 :func:`load_denoiser` reads a checkpoint (a file or a run folder) into a :class:`Denoiser`
-holding the EMA weights, the optional post-processing U-Net and the normalisation;
+holding the EMA weights, the optional post-processing U-Nets and the normalisation;
 :func:`denoise_images` runs it on a tensor of images in batches and returns the posterior
 mean (and the per-pixel standard deviation when several samples are drawn per particle).
+Two refinements exist: the paper's (``sr3+pp``: each sample refined by the post-processor,
+:func:`denoise_with`) and cryodiff's ``sr3-pm`` (the mean of the ``K`` samples its
+post-processor was trained on, refined once, :func:`denoise_posterior_mean`; it scores the
+best PSNR of the two, ``docs/benchmarks.md`` section 10).
 The output is in the units of the training target — with the default ``clean_ctf`` target
 the CTF is still in the images.
 
@@ -31,6 +35,17 @@ from cryodiff.training.config import TrainConfig
 from cryodiff.training.data import Normalisation, generator_for
 
 
+@dataclass(frozen=True)
+class MeanRefiner:
+    """The ``sr3-pm`` post-processor of a checkpoint: ``net`` refines the mean of ``draws``
+    samples of ``sampling_steps`` steps of ``sampler`` (what it was trained on)."""
+
+    net: PostProcessUNet
+    draws: int
+    sampling_steps: int
+    sampler: str
+
+
 @dataclass
 class Denoiser:
     """A trained model ready for inference (EMA weights, eval mode)."""
@@ -43,6 +58,7 @@ class Denoiser:
     step: int
     checkpoint: str = ""
     pixel_size_A: float | None = None  # Å of the training images; None in older checkpoints
+    mean_refiner: MeanRefiner | None = None  # sr3-pm's post-processor, if trained
 
 
 @dataclass(frozen=True)
@@ -76,7 +92,25 @@ def load_denoiser(checkpoint: str | os.PathLike, device: str | torch.device = "c
     pixel_size_A = state.get("pixel_size_A")
     return Denoiser(model, postprocessor, Normalisation.from_dict(state["normalisation"]),
                     make_schedule(config.schedule, config.timesteps), config, int(state["step"]),
-                    state["path"], None if pixel_size_A is None else float(pixel_size_A))
+                    state["path"], None if pixel_size_A is None else float(pixel_size_A),
+                    _mean_refiner(state, config, device))
+
+
+def _mean_refiner(state: dict, config: TrainConfig, device: str | torch.device
+                  ) -> MeanRefiner | None:
+    """The checkpoint's ``pm_postprocess`` entry as a :class:`MeanRefiner` (None if absent;
+    its values were checked when the checkpoint was loaded)."""
+    saved = state.get("pm_postprocess")
+    if saved is None:
+        return None
+    net = PostProcessUNet(config.postprocess)
+    problem = weights_mismatch(net, saved["weights"])
+    if problem is not None:
+        raise CryodiffError(f"sr3-pm post-processor weights do not fit the stored "
+                            f"configuration: {problem}", path=state["path"])
+    net.load_state_dict(saved["weights"])
+    return MeanRefiner(net.to(device).eval().requires_grad_(False), int(saved["draws"]),
+                       int(saved["sampling_steps"]), str(saved["sampler"]))
 
 
 PIXEL_SIZE_TOLERANCE = 5e-3  # relative; headers store float32 and STAR files round
@@ -190,8 +224,48 @@ def denoise_with(denoiser: Denoiser, images: torch.Tensor, *, steps: int = 10,
         postprocessor=denoiser.postprocessor if postprocess else None,
         batch_size=batch_size, seed=seed, device=next(denoiser.model.parameters()).device,
         progress=progress)
+    return _unscale(result, a, b)
+
+
+def _unscale(result: DenoiseResult, a: torch.Tensor | None, b: torch.Tensor | None
+             ) -> DenoiseResult:
+    """``result`` mapped back from training units to the input's (:func:`match_training_scale`'s
+    ``a``, ``b``; unchanged when they are None)."""
     if a is None:
         return result
     mean = ((result.mean.double() - b) / a).to(result.mean.dtype)
     std = None if result.std is None else (result.std.double() / a).to(result.std.dtype)
     return DenoiseResult(mean, std)
+
+
+def denoise_posterior_mean(denoiser: Denoiser, images: torch.Tensor, *,
+                           steps: int | None = None, sampler: str | None = None,
+                           self_ensemble: bool = True, batch_size: int = 64, seed: int = 0,
+                           match_scale: bool = False) -> DenoiseResult:
+    """``sr3-pm``: the mean of the ``K`` samples the checkpoint's mean refiner was trained on
+    (``steps`` and ``sampler`` default to its own), refined by it — through the dihedral
+    self-ensemble (8 passes) when ``self_ensemble``, as measured in the benchmark.
+
+    Returns the refined mean and, for ``K > 1``, the standard deviation of the ``K`` raw
+    samples (the posterior spread before refinement; not recalibrated). ``match_scale`` as in
+    :func:`denoise_with`. Raises :class:`CryodiffError` when the checkpoint has no mean
+    refiner (``cryodiff train --pm-postprocess`` trains one).
+    """
+    from cryodiff.training.postprocess_mse import refine_views
+
+    refiner = denoiser.mean_refiner
+    if refiner is None:
+        raise CryodiffError("the checkpoint has no sr3-pm post-processor; train one with "
+                            "`cryodiff train --resume --pm-postprocess`",
+                            path=denoiser.checkpoint)
+    check_particles_fit(denoiser, images.shape[-1], None)
+    a = b = None
+    if match_scale:
+        images, a, b = match_training_scale(images, denoiser.normalisation)
+    draws = denoise_images(
+        denoiser.model, images, denoiser.normalisation, denoiser.schedule,
+        steps=steps or refiner.sampling_steps, sampler=sampler or refiner.sampler,
+        n_samples=refiner.draws, batch_size=batch_size, seed=seed,
+        device=next(denoiser.model.parameters()).device)
+    refined = refine_views(refiner.net, denoiser, draws.mean, images, self_ensemble)
+    return _unscale(DenoiseResult(refined.to(draws.mean.dtype), draws.std), a, b)

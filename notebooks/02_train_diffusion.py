@@ -24,14 +24,16 @@
 # 1. shows the **forward process** (how training images are diffused) and the **noise
 #    schedules**,
 # 2. trains the denoiser with a live loss curve,
-# 3. trains the post-processor on the denoiser's own fast samples,
+# 3. trains the post-processor on the denoiser's own fast samples — the paper's, and
+#    cryodiff's `sr3-pm` (the mean of a few samples, refined: the better PSNR),
 # 4. watches the **reverse process** step by step,
 # 5. measures PSNR against the number of sampling steps, with and without post-processing,
 #    on particles the networks never saw.
 #
 # The `ci` preset (32×32 pixels, a 0.3 M-parameter U-Net, 400 steps) trains in about a minute
-# on a laptop CPU; `cpu-small` (64²) and `gpu-paper` (128², SR3-sized) are the same code with
-# bigger numbers.
+# on a laptop CPU (`sr3-pm`'s post-processor takes one or two more; `pm_steps = 0` skips
+# it); `cpu-small` (64²) and `gpu-paper` (128², SR3-sized) are the same code with bigger
+# numbers.
 #
 # **On a 2-core laptop** start Jupyter with one torch thread
 # (`OMP_NUM_THREADS=1 jupyter lab`, or `torch.set_num_threads(1)` in the first cell): with the
@@ -45,6 +47,8 @@ target = "clean_ctf"  # clean_ctf: denoise only; clean: also undo the CTF
 sweep_steps = [1, 2, 5, 10, 25, 50]  # sampling steps for the PSNR curve
 seed = 0
 training_data = "simulate"  # "simulate": fresh pairs every batch; "notebook01": 01's dataset
+pm_draws = 4  # sr3-pm: samples averaged per particle
+pm_steps = None  # sr3-pm post-processor steps (None: the run's steps, as benchmarked; 0: skip)
 run_dir = "runs/notebooks"  # relative to the repository root (also when the kernel runs in notebooks/)
 device = "auto"
 show_solutions = False  # True prints the exercises' solutions (for teachers)
@@ -60,7 +64,7 @@ from pathlib import Path
 import torch
 
 from cryodiff.course.display import rounded
-from cryodiff.denoise import denoise_with, load_denoiser
+from cryodiff.denoise import denoise_posterior_mean, denoise_with, load_denoiser
 from cryodiff.diffusion import make_schedule
 from cryodiff.io.atomic import write_json_atomic
 from cryodiff.io.mrc import stack_info
@@ -77,6 +81,7 @@ from cryodiff.training.config import get_preset, with_overrides
 from cryodiff.training.data import PairedStackData, SimulatedData
 from cryodiff.training.evaluate import psnr_vs_steps, reverse_trajectory
 from cryodiff.training.loop import select_device, train
+from cryodiff.training.pm_postprocess import train_pm_postprocessor
 from cryodiff.training.postprocess import train_postprocessor
 from cryodiff.uncertainty import (calibration, coverage_curve, fit_sigma_scale,
                                   reliability_curve)
@@ -185,6 +190,28 @@ print(f"post-processor: {sum(p.numel() for p in postprocessor.parameters()) / 1e
       f"{config.post_sampling_steps} {config.post_sampler.upper()} steps")
 
 # %% [markdown]
+# ### cryodiff's own refinement: `sr3-pm`
+#
+# PSNR rewards the *posterior mean* — the average of every clean particle compatible with the
+# noisy one — and a single sample is just one of them. The mean of `pm_draws` samples is
+# closer to it; a second post-processor of the same shape, trained with the squared error on
+# exactly such means of training particles (and the regression networks' recipe: warm-up,
+# clipping, weight averaging), removes what is left. At test time it is applied to the 8 flips
+# and rotations of the particle and the results averaged. In the benchmark this `sr3-pm` is
+# cryodiff's best denoiser for PSNR (`docs/benchmarks.md` section 10); here is what it does
+# on this run. `cryodiff train --pm-postprocess` does the same from the command line and
+# `cryodiff denoise --method sr3-pm` applies it.
+
+# %%
+pm_metrics = None
+if pm_steps != 0:
+    pm_metrics = train_pm_postprocessor(train_dir, data, draws=pm_draws, steps=pm_steps,
+                                        device=str(device), progress=False)
+    print(f"sr3-pm post-processor: {pm_metrics['recipe']['steps']} steps on means of "
+          f"{pm_draws} samples of {pm_metrics['particles']} training particles, "
+          f"{pm_metrics['seconds']:.0f} s")
+
+# %% [markdown]
 # ## 5. Denoising held-out particles
 #
 # `load_denoiser` reads the run's latest checkpoint (EMA weights, post-processor,
@@ -195,13 +222,20 @@ denoiser = load_denoiser(train_dir, device)
 fast = config.post_sampling_steps
 plain = denoise_with(denoiser, noisy, steps=fast, sampler="ddpm", postprocess=False, seed=seed)
 refined = denoise_with(denoiser, noisy, steps=fast, sampler="ddpm", seed=seed)
+outputs = {"noisy": noisy, "sampler": plain.mean, "sampler + post-processor": refined.mean}
+if denoiser.mean_refiner is not None:
+    outputs[f"mean of {pm_draws} samples"] = denoise_with(
+        denoiser, noisy, steps=fast, sampler="ddpm", n_samples=pm_draws, postprocess=False,
+        seed=seed).mean
+    outputs["sr3-pm"] = denoise_posterior_mean(denoiser, noisy, seed=seed).mean
 scores = {name: (float(psnr(images, clean).mean()), float(ssim(images, clean).mean()))
-          for name, images in (("noisy", noisy), ("sampler", plain.mean),
-                               ("sampler + post-processor", refined.mean))}
+          for name, images in outputs.items()}
 for name, (p, s) in scores.items():
     print(f"{name:>26}: PSNR {p:6.2f} dB   SSIM {s:.3f}")
-show_image_rows({"noisy": noisy, f"{fast} DDPM steps": plain.mean,
-                 "+ post-processor": refined.mean, "clean": clean});
+rows = {"noisy": noisy, f"{fast} DDPM steps": plain.mean, "+ post-processor": refined.mean}
+if "sr3-pm" in outputs:
+    rows["sr3-pm"] = outputs["sr3-pm"]
+show_image_rows(rows | {"clean": clean});
 
 # %% [markdown]
 # ## 6. The reverse process
@@ -298,6 +332,9 @@ record = {
     "psnr_denoised_no_postprocess": scores["sampler"][0],
     "ssim_noisy": scores["noisy"][1],
     "ssim_denoised": scores["sampler + post-processor"][1],
+    **({"psnr_mean_of_draws": scores[f"mean of {pm_draws} samples"][0],
+        "psnr_sr3_pm": scores["sr3-pm"][0], "ssim_sr3_pm": scores["sr3-pm"][1],
+        "pm_draws": pm_draws} if "sr3-pm" in scores else {}),
     "psnr_vs_steps": sweep.to_dict(),
     "uncertainty": {"samples": k, "sigma_scale": sigma_scale,
                     **{f"{key}_{name}": getattr(trust[label], key)

@@ -30,7 +30,8 @@ from cryodiff.baselines.regression import RegressionRecipe
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import SLOW_METHODS, BenchmarkConfig
 from cryodiff.errors import CryodiffError
-from cryodiff.io.atomic import atomic_path, write_json_atomic
+from cryodiff.io.atomic import write_json_atomic
+from cryodiff.io.keyed_cache import load_keyed, store_keyed
 from cryodiff.self_ensemble import self_ensemble
 from cryodiff.training.config import TrainConfig, get_preset, with_overrides
 
@@ -123,15 +124,13 @@ def _cache_key(name: str, condition: Condition, config: BenchmarkConfig) -> str:
 
 def _reuse_trained(baseline, cache: Path, key: str) -> float | None:
     """Load ``baseline`` from ``cache`` if it was trained with ``key``; its training seconds."""
-    if not cache.is_file():
+    saved = load_keyed(cache, key)
+    if saved is None:
         return None
     try:
-        saved = torch.load(cache, map_location="cpu", weights_only=True)
-        if saved.get("key") != key:
-            return None
         baseline.load_state(saved["state"])
         return float(saved["fit_seconds"])
-    except Exception:  # an unreadable cache is retrained, never trusted
+    except Exception:  # a damaged cache is retrained, never trusted
         return None
 
 
@@ -157,9 +156,7 @@ def run_baseline(name: str, condition: Condition, config: BenchmarkConfig,
             baseline.fit(_fit_data(name, condition))
             fit_seconds = time.perf_counter() - start
             if cache is not None:
-                with atomic_path(cache) as tmp:
-                    torch.save({"key": key, "state": baseline.state(),
-                                "fit_seconds": fit_seconds}, tmp)
+                store_keyed(cache, key, state=baseline.state(), fit_seconds=fit_seconds)
         start = time.perf_counter()
         ensemble = config.self_ensemble and name in TRAINED_BASELINES
         if ensemble:  # the trained networks take no CTF input: only the image is transformed

@@ -28,8 +28,9 @@ from cryodiff.benchmark.methods import SELF_ENSEMBLE_NOTE, MethodOutput
 from cryodiff.benchmark.post_cache import post_key, trained_post, training_particles
 from cryodiff.denoise import Denoiser
 from cryodiff.training.config import TrainConfig
+from cryodiff.training.pm_postprocess import pm_recipe
 from cryodiff.training.postprocess_mse import (MsePostConfig, fit_mse_postprocessor,
-                                               mean_of_draws, mse_post_config, refine_views)
+                                               mean_of_draws, refine_views)
 
 # Added to a training seed for the test particles' draws, so a seed's test draws never
 # share a seed stream with its own training draws (nor with another seed's, for training
@@ -38,13 +39,11 @@ TEST_DRAW_SEED_OFFSET = 5_000
 
 
 def pm_post_config(train: TrainConfig, config: BenchmarkConfig) -> MsePostConfig:
-    """The post-processor's recipe: ``pm_draws`` draws of ``sr3_fast_steps`` steps per
-    particle, trained like every regression U-Net (``train``'s steps, batch, learning rate
-    and shared settings), seeded with the training seed."""
-    base = mse_post_config(train, config.sr3_fast_steps, config.sr3_sampler,
-                           config.training_seed, draws=config.pm_draws)
-    return dataclasses.replace(base, steps=train.steps, batch_size=train.batch_size,
-                               lr=train.lr)
+    """The post-processor's recipe (:func:`~cryodiff.training.pm_postprocess.pm_recipe`, as
+    ``cryodiff train --pm-postprocess`` trains it): ``pm_draws`` draws of ``sr3_fast_steps``
+    steps per particle, trained like every regression U-Net, seeded with the training seed."""
+    return pm_recipe(train, config.sr3_fast_steps, config.sr3_sampler, config.pm_draws,
+                     config.training_seed)
 
 
 def run_sr3_pm(denoiser: Denoiser, condition: Condition, config: BenchmarkConfig,

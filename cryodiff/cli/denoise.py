@@ -11,6 +11,8 @@ import numpy as np
 from cryodiff.cli.arguments import device, nonnegative_int, positive_int
 from cryodiff.errors import CryodiffError
 
+METHODS = ("sr3", "sr3+pp", "sr3-pm")
+
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT.star|INPUT.mrcs", help="particles to denoise")
@@ -18,18 +20,34 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="a run folder (its latest checkpoint) or a checkpoint file; its "
                              "box and pixel size must be the particles'")
     parser.add_argument("--out", required=True, metavar="OUT.mrcs",
-                        help="denoised stack; OUT_std.mrcs with --samples > 1; OUT.star for "
-                             "STAR input: the input's optics table and particle columns with "
-                             "rlnImageName pointing at OUT.mrcs (without the per-particle "
+                        help="denoised stack; OUT_std.mrcs with --samples > 1 (sr3-pm: "
+                             "--std); OUT.star for STAR input: the input's optics table and "
+                             "particle columns with rlnImageName pointing at OUT.mrcs "
+                             "(without the per-particle "
                              "CTF columns when the model restores the CTF, i.e. was trained "
                              "with --target clean)")
+    parser.add_argument("--method", choices=METHODS,
+                        help="sr3: the mean of --samples samples; sr3+pp: each sample refined "
+                             "by the paper's post-processor (`cryodiff train --postprocess`); "
+                             "sr3-pm: the mean of the K samples its post-processor was trained "
+                             "on, refined (`cryodiff train --pm-postprocess`; the best PSNR). "
+                             "Default: sr3+pp when the checkpoint has its post-processor, "
+                             "else sr3")
+    parser.add_argument("--no-self-ensemble", action="store_true",
+                        help="sr3-pm: refine once instead of averaging the 8 flips and "
+                             "rotations (8x faster refinement, slightly lower PSNR)")
     parser.add_argument("--steps", type=positive_int,
                         help="sampling steps (default: the post-processor's training steps "
                              "when it is used, else 100)")
     parser.add_argument("--sampler", choices=("ddpm", "ddim"),
                         help="default: the post-processor's sampler when it is used, else ddpm")
     parser.add_argument("--samples", type=positive_int, default=1,
-                        help="samples per particle; K > 1 writes the mean and a std map")
+                        help="samples per particle; K > 1 writes the mean and a std map "
+                             "(sr3, sr3+pp; sr3-pm averages the K its post-processor was "
+                             "trained on, and writes their std map with --std)")
+    parser.add_argument("--std", action="store_true",
+                        help="sr3-pm: also write OUT_std.mrcs, the std of its K samples "
+                             "(before refinement; not recalibrated)")
     parser.add_argument("--sigma-scale", type=float, default=1.0, metavar="S",
                         help="multiply the std map by S (a recalibration factor fitted on "
                              "held-out particles, see benchmarks/calibration.py; default 1: "
@@ -85,14 +103,44 @@ def _check_outputs(args, source: Path, out: Path, particles, n: int) -> None:
 
     if n == 0:
         raise CryodiffError("no images to denoise", path=source)
-    outputs = [out, *([out.with_name(out.stem + "_std.mrcs")] if args.samples > 1 else []),
+    outputs = [out, *([out.with_name(out.stem + "_std.mrcs")] if _writes_std(args) else []),
                *([out.with_suffix(".star")] if particles is not None else [])]
     stacks = set(particles.image_paths) if particles is not None else set()
     check_outputs(outputs, inputs=[source, args.checkpoint, *stacks])
 
 
+def _writes_std(args: argparse.Namespace) -> bool:
+    """Whether a std map is written: ``--samples K > 1``, or ``--std`` with sr3-pm."""
+    return args.std if args.method == "sr3-pm" else args.samples > 1
+
+
+def _method(args: argparse.Namespace, denoiser) -> str:
+    """The method to run: ``--method``, checked against the checkpoint and the other flags,
+    or the default (sr3+pp when its post-processor is there, else sr3)."""
+    method = args.method or ("sr3+pp" if denoiser.postprocessor is not None
+                             and not args.no_postprocess else "sr3")
+    if args.no_postprocess and method != "sr3":
+        raise CryodiffError(f"--no-postprocess contradicts --method {method}")
+    if method == "sr3+pp" and denoiser.postprocessor is None:
+        raise CryodiffError("the checkpoint has no post-processor for sr3+pp; train it with "
+                            "`cryodiff train --resume --postprocess`", path=denoiser.checkpoint)
+    if method == "sr3-pm" and denoiser.mean_refiner is None:
+        raise CryodiffError("the checkpoint has no sr3-pm post-processor; train it with "
+                            "`cryodiff train --resume --pm-postprocess`",
+                            path=denoiser.checkpoint)
+    if method == "sr3-pm" and args.samples > 1:
+        raise CryodiffError(f"--samples is for sr3 and sr3+pp: sr3-pm averages the "
+                            f"{denoiser.mean_refiner.draws} samples its post-processor was "
+                            "trained on (--std writes their std map)")
+    if method != "sr3-pm" and (args.std or args.no_self_ensemble):
+        raise CryodiffError("--std and --no-self-ensemble are for --method sr3-pm (sr3 and "
+                            "sr3+pp write a std map with --samples K > 1)")
+    return method
+
+
 def main(args: argparse.Namespace) -> int:
-    from cryodiff.denoise import check_particles_fit, denoise_with, load_denoiser
+    from cryodiff.denoise import (check_particles_fit, denoise_posterior_mean, denoise_with,
+                                  load_denoiser)
     from cryodiff.io.mrc import StackWriter
     from cryodiff.io.star_write import write_derived_particles
     from cryodiff.training.loop import select_device
@@ -114,27 +162,38 @@ def main(args: argparse.Namespace) -> int:
     _check_outputs(args, source, out, particles, n)
     denoiser = load_denoiser(args.checkpoint, select_device(args.device))
     check_particles_fit(denoiser, box, pixel_size_A, source)
-    use_post = denoiser.postprocessor is not None and not args.no_postprocess
-    steps = args.steps or (denoiser.config.post_sampling_steps if use_post else 100)
-    sampler = args.sampler or (denoiser.config.post_sampler if use_post else "ddpm")
+    method = _method(args, denoiser)
+    use_post = method == "sr3+pp"
+    if method == "sr3-pm":
+        steps = args.steps or denoiser.mean_refiner.sampling_steps
+        sampler = args.sampler or denoiser.mean_refiner.sampler
+    else:
+        steps = args.steps or (denoiser.config.post_sampling_steps if use_post else 100)
+        sampler = args.sampler or (denoiser.config.post_sampler if use_post else "ddpm")
     header_A = pixel_size_A if pixel_size_A is not None and pixel_size_A > 0 else 1.0
 
     with contextlib.ExitStack() as files:
         mean_writer = files.enter_context(StackWriter(out, box, header_A))
         std_writer = None
-        if args.samples > 1:
+        if _writes_std(args):
             std_path = out.with_name(out.stem + "_std.mrcs")
             std_writer = files.enter_context(StackWriter(std_path, box, header_A))
         for number, (_, images) in enumerate(batches):
-            result = denoise_with(denoiser, images, steps=steps, sampler=sampler,
-                                  n_samples=args.samples, postprocess=use_post,
-                                  batch_size=args.batch_size, seed=args.seed + number,
-                                  match_scale=not args.keep_scale)
+            if method == "sr3-pm":
+                result = denoise_posterior_mean(
+                    denoiser, images, steps=steps, sampler=sampler,
+                    self_ensemble=not args.no_self_ensemble, batch_size=args.batch_size,
+                    seed=args.seed + number, match_scale=not args.keep_scale)
+            else:
+                result = denoise_with(denoiser, images, steps=steps, sampler=sampler,
+                                      n_samples=args.samples, postprocess=use_post,
+                                      batch_size=args.batch_size, seed=args.seed + number,
+                                      match_scale=not args.keep_scale)
             mean_writer.write(result.mean)
             if std_writer is not None:
                 std_writer.write(recalibrate(result.std, args.sigma_scale, args.sigma_floor))
-    print(f"cryodiff: denoised {n} particles ({sampler}, {steps} steps, "
-          f"{'with' if use_post else 'without'} post-processor) -> {out}")
+    print(f"cryodiff: denoised {n} particles ({_describe(method, denoiser, sampler, steps)}) "
+          f"-> {out}")
     if particles is not None:
         star = out.with_suffix(".star")
         restored = denoiser.config.target == "clean"
@@ -143,3 +202,12 @@ def main(args: argparse.Namespace) -> int:
                 "weighting)" if restored else " (the CTF is still in the images)")
         print(f"cryodiff: wrote {star}{note}")
     return 0
+
+
+def _describe(method: str, denoiser, sampler: str, steps: int) -> str:
+    """``sr3-pm: mean of 4 DDPM samples of 10 steps, refined`` and the like."""
+    if method == "sr3-pm":
+        return (f"sr3-pm: mean of {denoiser.mean_refiner.draws} {sampler} samples of {steps} "
+                f"steps, refined")
+    return (f"{method}: {sampler}, {steps} steps, "
+            f"{'with' if method == 'sr3+pp' else 'without'} post-processor")

@@ -24,7 +24,20 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its latest checkpoint")
     parser.add_argument("--postprocess", action="store_true",
-                        help="after training, train the post-processing U-Net")
+                        help="after training, train the post-processing U-Net (the paper's: "
+                             "`cryodiff denoise --method sr3+pp`)")
+    pm = parser.add_argument_group("sr3-pm: the mean of K samples, refined (best PSNR)")
+    pm.add_argument("--pm-postprocess", action="store_true",
+                    help="after training, train the post-processor of the mean of K samples "
+                         "(`cryodiff denoise --method sr3-pm`; costs about as much as the "
+                         "training itself)")
+    pm.add_argument("--pm-draws", type=positive_int, default=4, metavar="K",
+                    help="samples averaged per particle (default 4)")
+    pm.add_argument("--pm-particles", type=positive_int, metavar="N",
+                    help="training particles it learns from (default: all of --data; the "
+                         "preset's post_n_samples with --map)")
+    pm.add_argument("--pm-steps", type=positive_int, metavar="N",
+                    help="its training steps (default: the run's --steps)")
     parser.add_argument("--device", type=device, help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--batch-size", type=positive_int, help="images per step and process")
     parser.add_argument("--snr", type=positive_float, help="SNR of pairs simulated with --map")
@@ -117,4 +130,12 @@ def main(args: argparse.Namespace) -> int:
     if args.postprocess:
         train_postprocessor(args.out, data, device=config.device, progress=not args.no_progress)
         print(f"cryodiff: post-processor stored in the latest checkpoint of {args.out}")
+    if args.pm_postprocess:
+        from cryodiff.training.pm_postprocess import pm_summary, train_pm_postprocessor
+
+        metrics = train_pm_postprocessor(args.out, data, draws=args.pm_draws,
+                                         particles=args.pm_particles, steps=args.pm_steps,
+                                         device=config.device, progress=not args.no_progress)
+        print(f"cryodiff: sr3-pm post-processor stored in the latest checkpoint of "
+              f"{args.out}; {pm_summary(metrics)}")
     return 0

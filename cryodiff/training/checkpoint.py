@@ -8,8 +8,10 @@ and are written atomically, so a run killed while saving leaves the previous one
 Keys: ``format``, ``cryodiff_version``, ``step``, ``config`` (JSON of
 :class:`~cryodiff.training.config.TrainConfig`), ``normalisation`` (dict of floats),
 ``model``, ``ema``, ``optimizer`` (state dicts), ``rng`` (torch CPU / CUDA generator states),
-``postprocess`` (state dict of the post-processing U-Net, or absent), ``pixel_size_A`` (Å of
-the training images; absent when unknown, e.g. in-memory pairs without one, or older runs).
+``postprocess`` (state dict of the post-processing U-Net, or absent), ``pm_postprocess``
+(``sr3-pm``'s post-processor, or absent: ``weights`` (state dict), ``draws``,
+``sampling_steps``, ``sampler``, ``particles``, ``steps``), ``pixel_size_A`` (Å of the
+training images; absent when unknown, e.g. in-memory pairs without one, or older runs).
 
 Loading never executes anything from the file (``weights_only=True`` refuses pickled code) and
 checks the content before use; every failure is one plain line naming the file: missing,
@@ -146,15 +148,35 @@ def _check_content(state: dict[str, Any], file: Path) -> None:
         weights = state.get(key)
         if key == "postprocess" and weights is None:
             continue
-        if not isinstance(weights, dict) or not all(
-                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
-            raise CryodiffError(f"the checkpoint's {key} weights are damaged (not a mapping of "
-                                "names to tensors)", path=file)
-        bad = next((k for k, v in weights.items()
-                    if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
-        if bad is not None:
-            raise CryodiffError(f"the checkpoint's {key} weight {bad} holds NaN or infinite "
-                                "values (the run diverged?)", path=file)
+        _check_weights(weights, key, file)
+    _check_mean_refiner(state.get("pm_postprocess"), file)
+
+
+def _check_weights(weights: Any, key: str, file: Path) -> None:
+    """``weights`` maps names to finite tensors (else a one-line error naming ``key``)."""
+    if not isinstance(weights, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise CryodiffError(f"the checkpoint's {key} weights are damaged (not a mapping of "
+                            "names to tensors)", path=file)
+    bad = next((k for k, v in weights.items()
+                if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CryodiffError(f"the checkpoint's {key} weight {bad} holds NaN or infinite "
+                            "values (the run diverged?)", path=file)
+
+
+def _check_mean_refiner(saved: Any, file: Path) -> None:
+    """The optional ``pm_postprocess`` entry: weights and positive counts, a known sampler."""
+    if saved is None:
+        return
+    counts = ("draws", "sampling_steps", "particles", "steps")
+    if not isinstance(saved, dict) or not all(
+            isinstance(saved.get(k), int) and not isinstance(saved.get(k), bool)
+            and saved[k] >= 1 for k in counts) or saved.get("sampler") not in ("ddpm", "ddim"):
+        raise CryodiffError("the checkpoint's pm_postprocess entry is damaged (needs weights, "
+                            "positive draws, sampling_steps, particles and steps, and a sampler "
+                            "ddpm or ddim)", path=file)
+    _check_weights(saved.get("weights"), "pm_postprocess", file)
 
 
 def weights_mismatch(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str | None:

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cryodiff.denoise import denoise_images, load_denoiser
-from cryodiff.io.atomic import atomic_path, write_json_atomic
+from cryodiff.io.atomic import write_json_atomic
+from cryodiff.io.keyed_cache import load_keyed, store_keyed
 from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.training import checkpoint as ckpt
 from cryodiff.training.config import TrainConfig
@@ -40,19 +41,18 @@ def sampler_outputs(run_dir: str | os.PathLike, data: TrainingData,
     config, norm = denoiser.config, denoiser.normalisation
     key = [denoiser.step, config.post_n_samples, config.post_sampling_steps, config.post_sampler]
     cache = Path(run_dir) / CACHE
-    if cache.is_file():
-        cached = torch.load(cache, weights_only=True)
-        if cached.get("key") == key:
-            return cached
+    cached = load_keyed(cache, key)  # an unreadable cache is sampled again, never trusted
+    if cached is not None and all(isinstance(cached.get(k), torch.Tensor)
+                                  for k in ("condition", "target", "sample")):
+        return cached
     condition, target = data.fixed_pairs(config.post_n_samples)
     samples = denoise_images(denoiser.model, condition, norm, denoiser.schedule,
                              steps=config.post_sampling_steps, sampler=config.post_sampler,
                              seed=config.seed + 1, device=device, progress=progress,
                              batch_size=64).mean
-    cached = {"key": key, "condition": norm.condition(condition)[:, None],
+    cached = {"condition": norm.condition(condition)[:, None],
               "target": norm.target(target)[:, None], "sample": norm.target(samples)[:, None]}
-    with atomic_path(cache) as tmp:
-        torch.save(cached, tmp)
+    store_keyed(cache, key, **cached)
     return cached
 
 

@@ -31,6 +31,7 @@ from cryodiff.benchmark.config import get_preset
 from cryodiff.benchmark.methods import train_sr3
 from cryodiff.diffusion import respace
 from cryodiff.io.atomic import atomic_path, write_text_atomic
+from cryodiff.io.keyed_cache import load_keyed, store_keyed
 from cryodiff.metrics import psnr, ssim
 from cryodiff.sampling import sample
 from cryodiff.training.data import generator_for
@@ -72,10 +73,9 @@ def condition_samples(map_spec: str, snr: float, args) -> dict:
     work = Path(args.work)
     cache = work / f"{condition.tag}_samples.pt"
     key = [args.samples, args.n_test, args.steps, args.seed]
-    if cache.is_file():
-        saved = torch.load(cache, weights_only=True)
-        if saved["key"] == key:
-            return saved
+    saved = load_keyed(cache, key)
+    if saved is not None:
+        return saved
     start = time.perf_counter()
     denoiser, train_seconds = train_sr3(condition, config, work / f"sr3_{condition.tag}",
                                         progress=False)
@@ -84,13 +84,12 @@ def condition_samples(map_spec: str, snr: float, args) -> dict:
     start = time.perf_counter()
     plain, refined = draw_samples(denoiser, test.noisy[:args.n_test], args.samples, args.steps,
                                   args.seed)
-    result = {"key": key, "tag": condition.tag, "map": condition.map_name, "snr": snr,
+    result = {"tag": condition.tag, "map": condition.map_name, "snr": snr,
               "clean_ctf": test.clean_ctf[:args.n_test], "plain": plain, "refined": refined,
               "seconds": {"train_or_load": trained, "sr3_train_recorded": train_seconds,
                           "sampling": time.perf_counter() - start}}
     work.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache) as tmp:
-        torch.save(result, tmp)
+    store_keyed(cache, key, **result)
     print(f"{condition.tag}: trained/loaded in {trained:.0f} s, sampled in "
           f"{result['seconds']['sampling']:.0f} s", flush=True)
     return result

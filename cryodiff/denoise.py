@@ -242,17 +242,15 @@ def denoise_posterior_mean(denoiser: Denoiser, images: torch.Tensor, *,
                            steps: int | None = None, sampler: str | None = None,
                            self_ensemble: bool = True, batch_size: int = 64, seed: int = 0,
                            match_scale: bool = False) -> DenoiseResult:
-    """``sr3-pm``: the mean of the ``K`` samples the checkpoint's mean refiner was trained on
-    (``steps`` and ``sampler`` default to its own), refined by it — through the dihedral
-    self-ensemble (8 passes) when ``self_ensemble``, as measured in the benchmark.
+    """``sr3-pm`` of ``images (N, L, L)`` (raw units): the mean of the ``K`` samples the
+    checkpoint's mean refiner was trained on (``steps`` and ``sampler`` default to its own),
+    refined by it (:func:`refine_mean`).
 
     Returns the refined mean and, for ``K > 1``, the standard deviation of the ``K`` raw
-    samples (the posterior spread before refinement; not recalibrated). ``match_scale`` as in
-    :func:`denoise_with`. Raises :class:`CryodiffError` when the checkpoint has no mean
-    refiner (``cryodiff train --pm-postprocess`` trains one).
+    samples (the posterior spread before refinement; not recalibrated), in the images' units.
+    ``match_scale`` as in :func:`denoise_with`. Raises :class:`CryodiffError` when the
+    checkpoint has no mean refiner (``cryodiff train --pm-postprocess`` trains one).
     """
-    from cryodiff.training.postprocess_mse import refine_views
-
     refiner = denoiser.mean_refiner
     if refiner is None:
         raise CryodiffError("the checkpoint has no sr3-pm post-processor; train one with "
@@ -267,5 +265,15 @@ def denoise_posterior_mean(denoiser: Denoiser, images: torch.Tensor, *,
         steps=steps or refiner.sampling_steps, sampler=sampler or refiner.sampler,
         n_samples=refiner.draws, batch_size=batch_size, seed=seed,
         device=next(denoiser.model.parameters()).device)
-    refined = refine_views(refiner.net, denoiser, draws.mean, images, self_ensemble)
+    refined = refine_mean(denoiser, draws.mean, images, self_ensemble)
     return _unscale(DenoiseResult(refined.to(draws.mean.dtype), draws.std), a, b)
+
+
+def refine_mean(denoiser: Denoiser, mean: torch.Tensor, images: torch.Tensor,
+                self_ensemble: bool = True) -> torch.Tensor:
+    """The checkpoint's mean refiner applied to ``mean (N, L, L)``, the mean of its ``K``
+    samples of ``images (N, L, L)`` (both in training units), through the dihedral
+    self-ensemble (8 passes, as measured in the benchmark) when ``self_ensemble``."""
+    from cryodiff.training.postprocess_mse import refine_views
+
+    return refine_views(denoiser.mean_refiner.net, denoiser, mean, images, self_ensemble)

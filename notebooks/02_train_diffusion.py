@@ -208,8 +208,9 @@ if pm_steps != 0:
     pm_metrics = train_pm_postprocessor(train_dir, data, draws=pm_draws, steps=pm_steps,
                                         device=str(device), progress=False)
     print(f"sr3-pm post-processor: {pm_metrics['recipe']['steps']} steps on means of "
-          f"{pm_draws} samples of {pm_metrics['particles']} training particles, "
-          f"{pm_metrics['seconds']:.0f} s")
+          f"{pm_draws} samples of {pm_metrics['particles']} training particles; "
+          f"{pm_metrics['sampling_seconds']:.0f} s drawing, "
+          f"{pm_metrics['training_seconds']:.0f} s training")
 
 # %% [markdown]
 # ## 5. Denoising held-out particles

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import torch
 
 from cryodiff.io.keyed_cache import load_keyed, store_keyed
@@ -31,22 +29,34 @@ def test_damaged_or_foreign_files_are_not_trusted(tmp_path):
     assert load_keyed(cache, "k") is None
 
 
-def test_damaged_postprocessor_cache_is_sampled_again(tmp_path):
-    """The paper's post-processor cache (RUN/postprocess_cache.pt) is keyed the same way: a
-    damaged one is sampled again rather than crashing or being trusted."""
+def test_postprocessor_cache_is_keyed_by_weights_and_damage_resampled(tmp_path, monkeypatch):
+    """The paper's post-processor cache (RUN/postprocess_cache.pt): a damaged one is sampled
+    again rather than crashing or being trusted, and so is one made by other weights at the
+    same step (a network retrained in the same folder)."""
+    import cryodiff.training.postprocess as post
+    from cryodiff.training import checkpoint as ckpt
     from cryodiff.training.data import PairedStackData
     from cryodiff.training.loop import train
-    from cryodiff.training.postprocess import CACHE, sampler_outputs
     from training_helpers import blob_pairs, tiny_config
 
     config = tiny_config(steps=2, val_every=100)
     data = PairedStackData(*blob_pairs(20, 16), config)
     run = tmp_path / "run"
     train(config, run, data, progress=False)
-    first = sampler_outputs(run, data, torch.device("cpu"), progress=False)
-    shutil.copy(run / CACHE, tmp_path / "good.pt")
-    (run / CACHE).write_bytes(b"\x00garbage")
-    again = sampler_outputs(run, data, torch.device("cpu"), progress=False)
-    assert torch.equal(first["sample"], again["sample"])  # same seed: the same samples
-    assert load_keyed(run / CACHE, [2, config.post_n_samples, config.post_sampling_steps,
-                                    config.post_sampler]) is not None
+    calls = []
+    original = post.denoise_images
+    monkeypatch.setattr(post, "denoise_images",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    first = post.sampler_outputs(run, data, torch.device("cpu"), progress=False)
+    post.sampler_outputs(run, data, torch.device("cpu"), progress=False)
+    assert calls == [1]  # reused
+    (run / post.CACHE).write_bytes(b"\x00garbage")
+    again = post.sampler_outputs(run, data, torch.device("cpu"), progress=False)
+    assert calls == [1, 1] and torch.equal(first["sample"], again["sample"])  # same seed
+    state = ckpt.load_checkpoint(run)
+    state["ema"] = {k: v + 0.01 if v.is_floating_point() else v
+                    for k, v in state["ema"].items()}
+    ckpt.save_checkpoint(state.pop("path"), {k: v for k, v in state.items()
+                                             if k not in ("format", "cryodiff_version")})
+    post.sampler_outputs(run, data, torch.device("cpu"), progress=False)
+    assert calls == [1, 1, 1]

@@ -37,7 +37,7 @@ def pm_run(tmp_path_factory):
     return run, metrics
 
 
-def test_recipe_is_the_regression_u_nets(pm_run):
+def test_recipe_is_the_regression_u_nets():
     config = tiny_config(steps=4, val_every=100)
     recipe = pm_recipe(config, 7, "ddim", draws=3)
     assert (recipe.steps, recipe.batch_size, recipe.lr) == (config.steps, config.batch_size,
@@ -61,6 +61,7 @@ def test_stored_in_the_checkpoint_with_its_settings(pm_run):
     for name in ("one_sample", "mean_of_draws", "sr3_pm"):
         assert on_disk[f"val_psnr_{name}"] == pytest.approx(metrics[f"val_psnr_{name}"])
     assert (run / MEANS_CACHE).is_file()
+    assert on_disk["means_from_cache"] is False and on_disk["sampling_seconds"] > 0
 
 
 def test_denoise_is_the_refined_mean_of_the_draws(pm_run):
@@ -104,14 +105,39 @@ def test_means_cache_is_reused_and_keyed(pm_run, tmp_path, monkeypatch):
     calls = []
     original = pm.mean_of_draws
     monkeypatch.setattr(pm, "mean_of_draws", lambda *a, **k: calls.append(1) or original(*a, **k))
-    train_pm_postprocessor(copy, _data(config), draws=3, particles=12, steps=2, progress=False)
-    assert calls == []  # same checkpoint, particles and draws: the cached means
+    metrics = train_pm_postprocessor(copy, _data(config), draws=3, particles=12, steps=2,
+                                     progress=False)
+    assert calls == [] and metrics["means_from_cache"]  # same weights, particles, draws
+    assert metrics["sampling_seconds"] == 0.0
     train_pm_postprocessor(copy, _data(config), draws=2, particles=12, steps=2, progress=False)
     assert calls == [1]  # other draws: drawn again
     (copy / MEANS_CACHE).write_bytes(b"not a torch file")
     train_pm_postprocessor(copy, _data(config), draws=2, particles=12, steps=2, progress=False)
     assert calls == [1, 1]  # unreadable cache: drawn again, never trusted
     assert load_denoiser(copy).mean_refiner.draws == 2
+    # Other weights at the same step (a network retrained in the same folder): drawn again.
+    state = ckpt.load_checkpoint(copy)
+    state["ema"] = {k: v + 0.01 if v.is_floating_point() else v
+                    for k, v in state["ema"].items()}
+    ckpt.save_checkpoint(state.pop("path"), {k: v for k, v in state.items()
+                                             if k not in ("format", "cryodiff_version")})
+    train_pm_postprocessor(copy, _data(config), draws=2, particles=12, steps=2, progress=False)
+    assert calls == [1, 1, 1]
+
+
+def test_resuming_training_drops_the_stale_refiner(pm_run, tmp_path, capsys):
+    """More training steps make a new checkpoint without the refiner of the old weights:
+    sr3-pm then asks for a new one instead of refining with a stale network."""
+    run, _ = pm_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = tiny_config(steps=5, val_every=100)
+    train(config, copy, _data(config), resume=True, progress=False)
+    assert load_denoiser(copy).step == 5 and load_denoiser(copy).mean_refiner is None
+    write_stack(tmp_path / "in.mrcs", blob_pairs(2, 16, seed=5)[0], 2.0)
+    assert cli(["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(copy), "--out",
+                str(tmp_path / "o.mrcs"), "--method", "sr3-pm"]) == 2
+    assert "no sr3-pm post-processor" in capsys.readouterr().err
 
 
 def test_damaged_entry_is_one_line_error(pm_run, tmp_path):
@@ -140,14 +166,51 @@ def test_cli_denoise_methods_and_errors(pm_run, tmp_path, capsys):
     assert "sr3-pm: mean of 3 ddpm samples of 2 steps, refined" in capsys.readouterr().out
     assert read_stack(out).shape == (3, 16, 16)
     assert read_stack(tmp_path / "out_std.mrcs").shape == (3, 16, 16)
+    assert cli(base[:-1] + [str(tmp_path / "once.mrcs"), "--method", "sr3-pm",
+                            "--no-self-ensemble"]) == 0
+    denoiser = load_denoiser(run)
+    images = torch.as_tensor(read_stack(tmp_path / "in.mrcs")).float()
+    for name, ensemble in (("out.mrcs", True), ("once.mrcs", False)):
+        expected = denoise_posterior_mean(denoiser, images, self_ensemble=ensemble,
+                                          match_scale=True)  # the CLI's defaults
+        torch.testing.assert_close(torch.as_tensor(read_stack(tmp_path / name)).float(),
+                                   expected.mean, rtol=1e-5, atol=1e-5)
+    capsys.readouterr()
     for extra, message in ((["--method", "sr3-pm", "--samples", "4"], "averages the 3 samples"),
                            (["--method", "sr3+pp"], "no post-processor for sr3+pp"),
                            (["--method", "sr3-pm", "--no-postprocess"], "contradicts"),
-                           (["--std"], "are for --method sr3-pm")):
+                           (["--std"], "are for --method sr3-pm"),
+                           (["--method", "sr3-pm", "--std", "--sigma-scale", "2"],
+                            "not calibrated"),
+                           (["--sigma-floor", "0.1"], "recalibrate the std map")):
         assert cli(base[:-1] + [str(tmp_path / "other.mrcs")] + extra) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "other.mrcs").exists()
+
+
+def test_std_of_a_single_draw_is_one_line_error(pm_run, tmp_path, capsys):
+    run, _ = pm_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = tiny_config(steps=4, val_every=100)
+    train_pm_postprocessor(copy, _data(config), draws=1, particles=12, steps=2, progress=False)
+    write_stack(tmp_path / "in.mrcs", blob_pairs(2, 16, seed=5)[0], 2.0)
+    base = ["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(copy), "--method",
+            "sr3-pm"]
+    assert cli(base + ["--out", str(tmp_path / "a.mrcs"), "--std"]) == 2
+    err = capsys.readouterr().err
+    assert "no spread to write" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a.mrcs").exists()
+    assert cli(base + ["--out", str(tmp_path / "b.mrcs")]) == 0
+
+
+def test_cli_train_pm_options_need_pm_postprocess(tmp_path, capsys):
+    assert cli(["train", "--map", "phantom", "--out", str(tmp_path / "r"), "--pm-draws",
+                "8", "--pm-steps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--pm-draws, --pm-steps set the sr3-pm post-processor" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
 
 
 def test_cli_denoise_sr3_pm_without_refiner_is_one_line_error(tmp_path, capsys):

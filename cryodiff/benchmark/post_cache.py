@@ -18,7 +18,7 @@ import torch
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.denoise import Denoiser
-from cryodiff.io.atomic import atomic_path
+from cryodiff.io.keyed_cache import load_keyed, store_keyed
 from cryodiff.models.postprocess import PostProcessUNet
 
 
@@ -42,25 +42,22 @@ def post_key(label: str, post, particles: int, condition: Condition,
 
 def store_post(cache: Path, key: str, net: PostProcessUNet, fit_seconds: float) -> None:
     """Save a trained post-processor under ``key`` for :func:`load_cached_post` (atomic)."""
-    with atomic_path(cache) as tmp:
-        torch.save({"key": key, "fit_seconds": fit_seconds,
-                    "state": {k: v.cpu() for k, v in net.state_dict().items()}}, tmp)
+    store_keyed(cache, key, fit_seconds=fit_seconds,
+                state={k: v.cpu() for k, v in net.state_dict().items()})
 
 
 def load_cached_post(cache: Path | None, key: str, denoiser: Denoiser, device: torch.device
                      ) -> tuple[PostProcessUNet | None, float | None]:
     """The post-processor saved in ``cache`` under ``key`` (:func:`store_post`) and its
     training seconds, or ``(None, None)``; an unreadable cache is retrained, never trusted."""
-    if cache is None or not cache.is_file():
+    saved = load_keyed(cache, key)
+    if saved is None:
         return None, None
     try:
-        saved = torch.load(cache, map_location="cpu", weights_only=True)
-        if saved.get("key") != key:
-            return None, None
         net = PostProcessUNet(denoiser.config.postprocess)
         net.load_state_dict(saved["state"])
         return net.to(device).eval().requires_grad_(False), float(saved["fit_seconds"])
-    except Exception:
+    except Exception:  # damaged or of another shape: retrained
         return None, None
 
 

@@ -56,7 +56,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="write sqrt((S*std)^2 + TAU^2) instead (TAU in the output's "
                              "units; fitted with S, see benchmarks/calibration.py)")
     parser.add_argument("--no-postprocess", action="store_true",
-                        help="do not apply the post-processing U-Net")
+                        help="the same as --method sr3: no post-processor")
     parser.add_argument("--keep-scale", action="store_true",
                         help="feed the images in their own grey levels (they come from the "
                              "training simulation); by default each image is mapped to the "
@@ -135,6 +135,15 @@ def _method(args: argparse.Namespace, denoiser) -> str:
     if method != "sr3-pm" and (args.std or args.no_self_ensemble):
         raise CryodiffError("--std and --no-self-ensemble are for --method sr3-pm (sr3 and "
                             "sr3+pp write a std map with --samples K > 1)")
+    if method == "sr3-pm" and args.std and denoiser.mean_refiner.draws == 1:
+        raise CryodiffError("--std: this sr3-pm post-processor refines a single sample "
+                            "(trained with --pm-draws 1), so there is no spread to write",
+                            path=denoiser.checkpoint)
+    recalibrating = args.sigma_scale != 1.0 or args.sigma_floor != 0.0
+    if recalibrating and (method == "sr3-pm" or args.samples == 1):
+        raise CryodiffError("--sigma-scale and --sigma-floor recalibrate the std map of sr3 "
+                            "and sr3+pp (--samples K > 1), fitted on their samples "
+                            "(benchmarks/calibration.py); sr3-pm's is not calibrated")
     return method
 
 

@@ -31,7 +31,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                     help="after training, train the post-processor of the mean of K samples "
                          "(`cryodiff denoise --method sr3-pm`; costs about as much as the "
                          "training itself)")
-    pm.add_argument("--pm-draws", type=positive_int, default=4, metavar="K",
+    pm.add_argument("--pm-draws", type=positive_int, metavar="K",
                     help="samples averaged per particle (default 4)")
     pm.add_argument("--pm-particles", type=positive_int, metavar="N",
                     help="training particles it learns from (default: all of --data; the "
@@ -110,6 +110,12 @@ def main(args: argparse.Namespace) -> int:
 
     if args.data is None and args.map is None:
         raise CryodiffError("give the training data with --data DIR or --map PATH|phantom")
+    pm_options = [flag for flag, value in (("--pm-draws", args.pm_draws),
+                                           ("--pm-particles", args.pm_particles),
+                                           ("--pm-steps", args.pm_steps)) if value is not None]
+    if pm_options and not args.pm_postprocess:
+        raise CryodiffError(f"{', '.join(pm_options)} set the sr3-pm post-processor: add "
+                            "--pm-postprocess")
     from cryodiff.io.outputs import check_outputs
 
     check_outputs(folder=args.out)
@@ -131,9 +137,10 @@ def main(args: argparse.Namespace) -> int:
         train_postprocessor(args.out, data, device=config.device, progress=not args.no_progress)
         print(f"cryodiff: post-processor stored in the latest checkpoint of {args.out}")
     if args.pm_postprocess:
-        from cryodiff.training.pm_postprocess import pm_summary, train_pm_postprocessor
+        from cryodiff.training.pm_postprocess import (DEFAULT_DRAWS, pm_summary,
+                                                      train_pm_postprocessor)
 
-        metrics = train_pm_postprocessor(args.out, data, draws=args.pm_draws,
+        metrics = train_pm_postprocessor(args.out, data, draws=args.pm_draws or DEFAULT_DRAWS,
                                          particles=args.pm_particles, steps=args.pm_steps,
                                          device=config.device, progress=not args.no_progress)
         print(f"cryodiff: sr3-pm post-processor stored in the latest checkpoint of "

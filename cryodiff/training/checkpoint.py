@@ -21,6 +21,7 @@ checkpoint, or with a damaged configuration, normalisation or weights.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -84,6 +85,28 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def store_entry(path: str | os.PathLike, key: str, value: Any) -> Path:
+    """Add (or replace) entry ``key`` of the checkpoint file ``path`` or a run folder's
+    latest, re-read just before writing so that entries stored meanwhile are kept (a
+    post-processor trained beside another); atomic. Returns the file."""
+    file = resolve_checkpoint(path)
+    state = load_checkpoint(file)
+    state = {k: v for k, v in state.items() if k not in ("format", "cryodiff_version", "path")}
+    return save_checkpoint(file, state | {key: value})
+
+
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, shapes, dtypes and values: identifies the exact
+    weights a cached result was computed with (a retrained network at the same step differs)."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes()
+                      if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"

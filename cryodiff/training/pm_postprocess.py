@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from cryodiff.denoise import MeanRefiner, denoise_posterior_mean, denoise_with, load_denoiser
+from cryodiff.denoise import MeanRefiner, denoise_with, load_denoiser, refine_mean
 from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import write_json_atomic
 from cryodiff.io.keyed_cache import load_keyed, store_keyed
@@ -29,6 +29,7 @@ from cryodiff.training import checkpoint as ckpt
 from cryodiff.training.config import TrainConfig
 from cryodiff.training.data import TrainingData
 from cryodiff.training.loop import select_device
+from cryodiff.training.postprocess import data_fingerprint
 from cryodiff.training.postprocess_mse import (MsePostConfig, fit_mse_postprocessor,
                                                mean_of_draws, mse_post_config)
 
@@ -63,61 +64,66 @@ def train_pm_postprocessor(run_dir: str | os.PathLike, data: TrainingData, *,
     (default the run's ``steps``) and store it in the run's latest checkpoint.
 
     Returns the metrics also written to ``RUN/pm_postprocess_metrics.json``: the recipe,
-    the seconds spent, and the validation PSNR (dB) and SSIM of one sample, of the mean of
-    ``draws`` samples and of the refined mean (``sr3-pm``, with the self-ensemble).
+    the seconds spent drawing the training means (0 when they came from the cache) and
+    training, and the validation PSNR (dB) and SSIM of one sample, of the mean of ``draws``
+    samples and of the refined mean (``sr3-pm``, with the self-ensemble).
     """
     if draws < 1 or (particles is not None and particles < 1) or (steps is not None
                                                                     and steps < 1):
         raise CryodiffError(f"draws, particles and steps must be at least 1, got {draws}, "
                             f"{particles}, {steps}")
     latest = ckpt.resolve_checkpoint(run_dir)
-    state = ckpt.load_checkpoint(latest)
-    config = TrainConfig.from_json(state["config"])
+    config = TrainConfig.from_json(ckpt.load_checkpoint(latest)["config"])
     dev = select_device(device if device != "auto" else config.device, verbose=False)
     denoiser = load_denoiser(latest, dev)
     recipe = pm_recipe(config, config.post_sampling_steps, config.post_sampler, draws)
     recipe = dataclasses.replace(recipe, steps=steps or recipe.steps)
-    n = particles or default_particles(data, config)
-    noisy, target = data.fixed_pairs(n)
+    asked = particles or default_particles(data, config)
+    noisy, target = data.fixed_pairs(asked)
     n = len(noisy)
+    if progress and n < asked:
+        print(f"cryodiff: the training split has {n} particles (asked for {asked}); using all")
     start = time.perf_counter()
-    means = _cached_means(Path(run_dir), denoiser, noisy, recipe, dev, progress)
+    means, cached = _cached_means(Path(run_dir), denoiser, noisy, recipe, dev, progress)
+    sampling_seconds = 0.0 if cached else time.perf_counter() - start
     if progress:
         print(f"cryodiff: training the sr3-pm post-processor ({recipe.steps} steps × "
               f"{recipe.batch_size}, means of {draws} samples of {n} particles)")
+    start = time.perf_counter()
     net = fit_mse_postprocessor(denoiser, means[None], noisy, target, recipe, dev)
-    seconds = time.perf_counter() - start
+    training_seconds = time.perf_counter() - start
     refiner = MeanRefiner(net, draws, recipe.sampling_steps, recipe.sampler)
-    state = {k: v for k, v in state.items() if k not in ("format", "cryodiff_version", "path")}
-    state["pm_postprocess"] = {"weights": {k: v.cpu() for k, v in net.state_dict().items()},
-                               "draws": draws, "sampling_steps": recipe.sampling_steps,
-                               "sampler": recipe.sampler, "particles": n,
-                               "steps": recipe.steps}
-    ckpt.save_checkpoint(latest, state)
+    ckpt.store_entry(latest, "pm_postprocess", {
+        "weights": {k: v.cpu() for k, v in net.state_dict().items()}, "draws": draws,
+        "sampling_steps": recipe.sampling_steps, "sampler": recipe.sampler, "particles": n,
+        "steps": recipe.steps})
     metrics = {"recipe": dataclasses.asdict(recipe), "particles": n, "checkpoint": str(latest),
-               "seconds": seconds,
+               "sampling_seconds": sampling_seconds, "means_from_cache": cached,
+               "training_seconds": training_seconds,
                **_validation(dataclasses.replace(denoiser, mean_refiner=refiner), data, config)}
     write_json_atomic(Path(run_dir) / METRICS, metrics)
     return metrics
 
 
 def _cached_means(run_dir: Path, denoiser, noisy: torch.Tensor, recipe: MsePostConfig,
-                  device: torch.device, progress: bool) -> torch.Tensor:
-    """Normalised means of ``recipe.draws`` samples of ``noisy``, from ``RUN/pm_means_cache.pt``
-    when the same checkpoint step, particles and draw settings made it (else drawn, saved)."""
-    key = [denoiser.step, len(noisy), recipe.draws, recipe.sampling_steps, recipe.sampler,
-           recipe.seed, float(noisy.double().sum())]
+                  device: torch.device, progress: bool) -> tuple[torch.Tensor, bool]:
+    """``(means, cached)``: normalised means of ``recipe.draws`` samples of ``noisy``, from
+    ``RUN/pm_means_cache.pt`` when the same weights, particles and draw settings made them
+    (``cached`` True), else drawn and saved there."""
+    key = [denoiser.step, ckpt.weights_digest(denoiser.model.state_dict()), len(noisy),
+           recipe.draws, recipe.sampling_steps, recipe.sampler, recipe.seed,
+           data_fingerprint(noisy)]
     cache = run_dir / MEANS_CACHE
     saved = load_keyed(cache, key)
     if saved is not None and isinstance(saved.get("means"), torch.Tensor) \
             and saved["means"].shape == noisy.shape:
-        return saved["means"]
+        return saved["means"], True
     if progress:
         print(f"cryodiff: drawing {recipe.draws} samples ({recipe.sampling_steps} "
               f"{recipe.sampler.upper()} steps) of {len(noisy)} training particles")
     means = mean_of_draws(denoiser, noisy, recipe, device)
     store_keyed(cache, key, means=means)
-    return means
+    return means, False
 
 
 def _validation(denoiser, data: TrainingData, config: TrainConfig) -> dict[str, float]:
@@ -127,9 +133,10 @@ def _validation(denoiser, data: TrainingData, config: TrainConfig) -> dict[str, 
     refiner, noisy, target = denoiser.mean_refiner, data.val_condition, data.val_target
     one = denoise_with(denoiser, noisy, steps=refiner.sampling_steps, sampler=refiner.sampler,
                        postprocess=False, seed=config.seed).mean
+    # the draws denoise_posterior_mean makes (same seed and batches), refined as it does
     mean = denoise_with(denoiser, noisy, steps=refiner.sampling_steps, sampler=refiner.sampler,
                         n_samples=refiner.draws, postprocess=False, seed=config.seed).mean
-    refined = denoise_posterior_mean(denoiser, noisy, seed=config.seed).mean
+    refined = refine_mean(denoiser, mean, noisy)
     scores = {}
     for name, images in (("one_sample", one), ("mean_of_draws", mean), ("sr3_pm", refined)):
         scores[f"val_psnr_{name}"] = float(psnr(images, target).mean())

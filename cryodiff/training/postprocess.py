@@ -32,6 +32,14 @@ from cryodiff.training.loop import select_device
 CACHE = "postprocess_cache.pt"
 
 
+def data_fingerprint(*tensors: torch.Tensor) -> list[float]:
+    """Sums of ``tensors`` and of their squares (float64, to 9 significant digits, so that the
+    summation order of other thread counts does not matter): tells cached results of other
+    particles apart (cheap, not cryptographic)."""
+    return [float(f"{float(value):.9g}") for t in tensors
+            for value in (t.double().sum(), t.double().square().sum())]
+
+
 def sampler_outputs(run_dir: str | os.PathLike, data: TrainingData,
                     device: torch.device, progress: bool = True) -> dict[str, torch.Tensor]:
     """Normalised ``condition``, ``target`` and few-step ``sample`` tensors ``(n, 1, L, L)``,
@@ -39,13 +47,16 @@ def sampler_outputs(run_dir: str | os.PathLike, data: TrainingData,
     latest = ckpt.resolve_checkpoint(run_dir)
     denoiser = load_denoiser(latest, device)
     config, norm = denoiser.config, denoiser.normalisation
-    key = [denoiser.step, config.post_n_samples, config.post_sampling_steps, config.post_sampler]
+    condition, target = data.fixed_pairs(config.post_n_samples)
+    # the exact weights and particles, not only the step: a network retrained in the same
+    # folder (or other data) to the same step must not reuse these samples
+    key = [denoiser.step, config.post_n_samples, config.post_sampling_steps, config.post_sampler,
+           ckpt.weights_digest(denoiser.model.state_dict()), data_fingerprint(condition, target)]
     cache = Path(run_dir) / CACHE
     cached = load_keyed(cache, key)  # an unreadable cache is sampled again, never trusted
     if cached is not None and all(isinstance(cached.get(k), torch.Tensor)
                                   for k in ("condition", "target", "sample")):
         return cached
-    condition, target = data.fixed_pairs(config.post_n_samples)
     samples = denoise_images(denoiser.model, condition, norm, denoiser.schedule,
                              steps=config.post_sampling_steps, sampler=config.post_sampler,
                              seed=config.seed + 1, device=device, progress=progress,
@@ -94,8 +105,6 @@ def train_postprocessor(run_dir: str | os.PathLike, data: TrainingData, *,
             if on_log is not None:
                 on_log(rows[-1])
     net.eval().requires_grad_(False)
-    state = {k: v for k, v in state.items() if k not in ("format", "cryodiff_version", "path")}
-    state["postprocess"] = {k: v.cpu() for k, v in net.state_dict().items()}
-    ckpt.save_checkpoint(latest, state)
+    ckpt.store_entry(latest, "postprocess", {k: v.cpu() for k, v in net.state_dict().items()})
     write_json_atomic(Path(run_dir) / "postprocess_metrics.json", rows)
     return net

@@ -74,21 +74,11 @@ def load_denoiser(checkpoint: str | os.PathLike, device: str | torch.device = "c
     """Build the EMA model (and post-processor, if trained) from a checkpoint or run folder."""
     state = load_checkpoint(checkpoint, map_location=device)
     config = TrainConfig.from_json(state["config"])
-    model = SR3UNet(config.model)
+    model = _loaded(SR3UNet(config.model), state["ema"], "", state["path"], device)
     postprocessor = None
     if state.get("postprocess") is not None:
-        postprocessor = PostProcessUNet(config.postprocess)
-    for module, weights in ((model, state["ema"]), (postprocessor, state.get("postprocess"))):
-        if module is None:
-            continue
-        problem = weights_mismatch(module, weights)
-        if problem is not None:
-            raise CryodiffError(f"weights do not fit the stored configuration: {problem}",
-                                path=state["path"])
-        module.load_state_dict(weights)
-    model.to(device).eval().requires_grad_(False)
-    if postprocessor is not None:
-        postprocessor.to(device).eval().requires_grad_(False)
+        postprocessor = _loaded(PostProcessUNet(config.postprocess), state["postprocess"], "",
+                                state["path"], device)
     pixel_size_A = state.get("pixel_size_A")
     return Denoiser(model, postprocessor, Normalisation.from_dict(state["normalisation"]),
                     make_schedule(config.schedule, config.timesteps), config, int(state["step"]),
@@ -103,14 +93,22 @@ def _mean_refiner(state: dict, config: TrainConfig, device: str | torch.device
     saved = state.get("pm_postprocess")
     if saved is None:
         return None
-    net = PostProcessUNet(config.postprocess)
-    problem = weights_mismatch(net, saved["weights"])
+    net = _loaded(PostProcessUNet(config.postprocess), saved["weights"],
+                  "sr3-pm post-processor ", state["path"], device)
+    return MeanRefiner(net, int(saved["draws"]), int(saved["sampling_steps"]),
+                       str(saved["sampler"]))
+
+
+def _loaded(module: torch.nn.Module, weights: dict, what: str, path: str,
+            device: str | torch.device) -> torch.nn.Module:
+    """``module`` with ``weights`` (a one-line error naming ``what`` and the checkpoint
+    ``path`` when they do not fit), on ``device``, in eval mode, without gradients."""
+    problem = weights_mismatch(module, weights)
     if problem is not None:
-        raise CryodiffError(f"sr3-pm post-processor weights do not fit the stored "
-                            f"configuration: {problem}", path=state["path"])
-    net.load_state_dict(saved["weights"])
-    return MeanRefiner(net.to(device).eval().requires_grad_(False), int(saved["draws"]),
-                       int(saved["sampling_steps"]), str(saved["sampler"]))
+        raise CryodiffError(f"{what}weights do not fit the stored configuration: {problem}",
+                            path=path)
+    module.load_state_dict(weights)
+    return module.to(device).eval().requires_grad_(False)
 
 
 PIXEL_SIZE_TOLERANCE = 5e-3  # relative; headers store float32 and STAR files round
@@ -214,25 +212,23 @@ def denoise_with(denoiser: Denoiser, images: torch.Tensor, *, steps: int = 10,
     must be the model's (a fully convolutional U-Net would run, but on features of another
     scale than it learnt).
     """
-    check_particles_fit(denoiser, images.shape[-1], None)
-    a = b = None
-    if match_scale:
-        images, a, b = match_training_scale(images, denoiser.normalisation)
-    result = denoise_images(
-        denoiser.model, images, denoiser.normalisation, denoiser.schedule, steps=steps,
+    return _in_training_units(denoiser, images, match_scale, lambda x: denoise_images(
+        denoiser.model, x, denoiser.normalisation, denoiser.schedule, steps=steps,
         sampler=sampler, n_samples=n_samples,
         postprocessor=denoiser.postprocessor if postprocess else None,
         batch_size=batch_size, seed=seed, device=next(denoiser.model.parameters()).device,
-        progress=progress)
-    return _unscale(result, a, b)
+        progress=progress))
 
 
-def _unscale(result: DenoiseResult, a: torch.Tensor | None, b: torch.Tensor | None
-             ) -> DenoiseResult:
-    """``result`` mapped back from training units to the input's (:func:`match_training_scale`'s
-    ``a``, ``b``; unchanged when they are None)."""
-    if a is None:
-        return result
+def _in_training_units(denoiser: Denoiser, images: torch.Tensor, match_scale: bool,
+                       denoise) -> DenoiseResult:
+    """``denoise(images)`` after checking the box, with ``match_scale`` on the training
+    data's scale (:func:`match_training_scale`) and the result mapped back."""
+    check_particles_fit(denoiser, images.shape[-1], None)
+    if not match_scale:
+        return denoise(images)
+    images, a, b = match_training_scale(images, denoiser.normalisation)
+    result = denoise(images)
     mean = ((result.mean.double() - b) / a).to(result.mean.dtype)
     std = None if result.std is None else (result.std.double() / a).to(result.std.dtype)
     return DenoiseResult(mean, std)
@@ -256,17 +252,15 @@ def denoise_posterior_mean(denoiser: Denoiser, images: torch.Tensor, *,
         raise CryodiffError("the checkpoint has no sr3-pm post-processor; train one with "
                             "`cryodiff train --resume --pm-postprocess`",
                             path=denoiser.checkpoint)
-    check_particles_fit(denoiser, images.shape[-1], None)
-    a = b = None
-    if match_scale:
-        images, a, b = match_training_scale(images, denoiser.normalisation)
-    draws = denoise_images(
-        denoiser.model, images, denoiser.normalisation, denoiser.schedule,
-        steps=steps or refiner.sampling_steps, sampler=sampler or refiner.sampler,
-        n_samples=refiner.draws, batch_size=batch_size, seed=seed,
-        device=next(denoiser.model.parameters()).device)
-    refined = refine_mean(denoiser, draws.mean, images, self_ensemble)
-    return _unscale(DenoiseResult(refined.to(draws.mean.dtype), draws.std), a, b)
+
+    def denoise(x: torch.Tensor) -> DenoiseResult:
+        draws = denoise_with(denoiser, x, steps=steps or refiner.sampling_steps,
+                             sampler=sampler or refiner.sampler, n_samples=refiner.draws,
+                             postprocess=False, batch_size=batch_size, seed=seed)
+        refined = refine_mean(denoiser, draws.mean, x, self_ensemble)
+        return DenoiseResult(refined.to(draws.mean.dtype), draws.std)
+
+    return _in_training_units(denoiser, images, match_scale, denoise)
 
 
 def refine_mean(denoiser: Denoiser, mean: torch.Tensor, images: torch.Tensor,

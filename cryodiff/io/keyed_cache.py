@@ -16,6 +16,14 @@ import torch
 from cryodiff.io.atomic import atomic_path
 
 
+def data_fingerprint(*tensors: torch.Tensor) -> list[float]:
+    """Sums of ``tensors`` and of their squares (float64, to 9 significant digits, so that the
+    summation order of other thread counts does not matter): tells cached results of other
+    particles apart (cheap, not cryptographic)."""
+    return [float(f"{float(value):.9g}") for t in tensors
+            for value in (t.double().sum(), t.double().square().sum())]
+
+
 def load_keyed(cache: str | os.PathLike | None, key: Any) -> dict[str, Any] | None:
     """The dict saved in ``cache`` by :func:`store_keyed` under ``key``, else None (no file,
     another key, or unreadable)."""

@@ -24,12 +24,11 @@ import torch
 from cryodiff.denoise import MeanRefiner, denoise_with, load_denoiser, refine_mean
 from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import write_json_atomic
-from cryodiff.io.keyed_cache import load_keyed, store_keyed
+from cryodiff.io.keyed_cache import data_fingerprint, load_keyed, store_keyed
 from cryodiff.training import checkpoint as ckpt
 from cryodiff.training.config import TrainConfig
 from cryodiff.training.data import TrainingData
 from cryodiff.training.loop import select_device
-from cryodiff.training.postprocess import data_fingerprint
 from cryodiff.training.postprocess_mse import (MsePostConfig, fit_mse_postprocessor,
                                                mean_of_draws, mse_post_config)
 

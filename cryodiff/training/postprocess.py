@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from cryodiff.denoise import denoise_images, load_denoiser
 from cryodiff.io.atomic import write_json_atomic
-from cryodiff.io.keyed_cache import load_keyed, store_keyed
+from cryodiff.io.keyed_cache import data_fingerprint, load_keyed, store_keyed
 from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.training import checkpoint as ckpt
 from cryodiff.training.config import TrainConfig
@@ -30,14 +30,6 @@ from cryodiff.threads import adapt_threads
 from cryodiff.training.loop import select_device
 
 CACHE = "postprocess_cache.pt"
-
-
-def data_fingerprint(*tensors: torch.Tensor) -> list[float]:
-    """Sums of ``tensors`` and of their squares (float64, to 9 significant digits, so that the
-    summation order of other thread counts does not matter): tells cached results of other
-    particles apart (cheap, not cryptographic)."""
-    return [float(f"{float(value):.9g}") for t in tensors
-            for value in (t.double().sum(), t.double().square().sum())]
 
 
 def sampler_outputs(run_dir: str | os.PathLike, data: TrainingData,

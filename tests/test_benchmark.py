@@ -89,6 +89,13 @@ def test_paired_psnr_differences_from_the_best_denoiser(tiny_run):
             assert row["psnr_vs_best_sem"] > 0
     assert by["noisy"]["psnr_vs_best_db"] < -5 * by["noisy"]["psnr_vs_best_sem"]
     assert by["clean"]["psnr_vs_best_db"] is None and by["topaz"]["psnr_vs_best_db"] is None
+    # Each scored row keeps its per-image PSNR, so runs split by method pair up later.
+    for method in ("noisy", "lowpass", "wiener", "supervised"):
+        row = by[method]
+        assert len(row["psnr_per_image"]) == row["n_test_2d"]
+        assert sum(row["psnr_per_image"]) / row["n_test_2d"] == pytest.approx(row["psnr"],
+                                                                            abs=1e-3)
+    assert by["clean"]["psnr_per_image"] is None and by["topaz"]["psnr_per_image"] is None
 
 
 def test_paired_difference_removes_the_spread_between_particles():

@@ -257,3 +257,55 @@ def test_a_device_that_is_not_text_is_refused(tmp_path):
     path.write_text(json.dumps([{**_row("cwf", 0.1, 1, 1, 1), "device": 0}]))
     with pytest.raises(CryodiffError, match="row 0: device must be text or null, got 0"):
         load_rows([path])
+
+
+def _split_runs(tmp_path, sr3_noisy_psnr=7.5):
+    """One condition measured by two runs split by method (each skips the other's), both
+    measuring the raw particles; per-image PSNRs of four images."""
+    def measured(method, psnr, per_image):
+        return {**_row(method, 0.1, psnr, 0.5, 9.0, n_2d=4), "psnr_per_image": per_image}
+
+    def skipped(method):
+        return _row(method, 0.1, None, None, None, n_2d=None, status="skipped")
+
+    peers = _run(tmp_path / "peers", [
+        measured("noisy", 7.5, [7.0, 7.5, 8.0, 7.5]),
+        _row("clean", 0.1, None, None, 6.0, n_2d=None, status="reference"),
+        measured("cwf", 25.0, [24.0, 25.0, 26.0, 25.0]), skipped("sr3-pm4_10")])
+    sr3 = _run(tmp_path / "sr3", [
+        measured("noisy", sr3_noisy_psnr, [7.0, 7.5, 8.0, 7.5]),
+        _row("clean", 0.1, None, None, 6.0, n_2d=None, status="reference"),
+        skipped("cwf"), measured("sr3-pm4_10", 25.5, [24.0, 25.5, 27.0, 25.5])])
+    return peers, sr3
+
+
+def test_runs_split_by_method_merge_into_one_column_paired_image_by_image(tmp_path):
+    rows = load_rows(list(_split_runs(tmp_path)))
+    by_method = {r["method"]: r for r in rows}
+    assert sorted(by_method) == ["clean", "cwf", "noisy", "sr3-pm4_10"]  # each once
+    assert by_method["cwf"]["status"] == "ok" and by_method["sr3-pm4_10"]["status"] == "ok"
+    # Paired against the best (sr3-pm): gaps 0, -0.5, -1, -0.5 → mean -0.5, SD 0.408.
+    assert by_method["sr3-pm4_10"]["psnr_vs_best_db"] == pytest.approx(0.0)
+    assert by_method["cwf"]["psnr_vs_best_db"] == pytest.approx(-0.5)
+    assert by_method["cwf"]["psnr_vs_best_sem"] == pytest.approx(0.40825 / 2, abs=1e-4)
+    text = map_tables(rows, "phantom")
+    assert "| cwf | -0.50 ± 0.20 |" in text and "| sr3-pm4_10 | best |" in text
+    assert "| sr3-pm4_10 | **25.50** / **0.500** |" in text
+
+
+def test_split_runs_on_different_particles_are_refused(tmp_path):
+    with pytest.raises(CryodiffError, match="noisy on phantom at SNR 0.1 differs.*not the "
+                                            "same particles"):
+        load_rows(list(_split_runs(tmp_path, sr3_noisy_psnr=9.0)))
+
+
+def test_rows_without_per_image_psnr_are_not_paired_across_runs(tmp_path):
+    peers, sr3 = _split_runs(tmp_path)
+    rows = json.loads((sr3 / "results.json").read_text())
+    for row in rows:
+        row.pop("psnr_per_image", None)
+    (sr3 / "results.json").write_text(json.dumps(rows))
+    by_method = {r["method"]: r for r in load_rows([peers, sr3])}
+    # The best row (sr3-pm) has no per-image PSNR: no row can be paired with it.
+    assert by_method["cwf"]["psnr_vs_best_db"] is None
+    assert by_method["sr3-pm4_10"]["psnr_vs_best_db"] is None

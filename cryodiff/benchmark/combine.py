@@ -25,6 +25,9 @@ from pathlib import Path
 from cryodiff.benchmark.ranking import NEAR_RANDOM_DEG, SHOWN, full_2d_count, winners
 from cryodiff.errors import CryodiffError
 
+# Rows every benchmark run measures on its particles (the raw particles and the clean target):
+# runs of one condition split by method each hold them.
+SHARED_ROWS = ("noisy", "clean")
 REQUIRED_KEYS = ("method", "map", "snr", "psnr", "ssim", "fsc_0143_A", "status")
 NUMBER_KEYS = ("psnr", "ssim", "fsc_0143_A", "fsc_0143_A_pose_search", "median_pose_error_deg",
                "n_test_2d", "fsc_05_A", "fsc_halfmap_0143_A", "halfmap_minus_truth_A",
@@ -115,13 +118,73 @@ def load_rows(paths: list[str | os.PathLike],
         for index, row in enumerate(loaded):
             _check_row(row, index, path)
             key = (row["method"], row["map"], _snr_key(row["snr"]))
+            row = {**row, "source": str(path)}
             if key in seen:
-                raise CryodiffError(f"{row['method']} on {row['map']} at SNR {row['snr']:g} is "
-                                    f"also in {seen[key]}", path=path)
-            seen[key] = path
-            rows.append({**row, "source": str(path)})
+                kept = _merged(seen[key], row, path)
+                rows[rows.index(seen[key])] = kept
+                seen[key] = kept
+                continue
+            seen[key] = row
+            rows.append(row)
     check_devices(rows, allow_mixed_devices)
+    pair_across_runs(rows)
     return rows
+
+
+def _merged(earlier: dict, row: dict, path: Path) -> dict:
+    """The one row to keep when two files hold the same (method, map, SNR): the measured one
+    when the other was skipped (runs of one condition split by method, each skipping the
+    others' methods); the first of two ``noisy``/``clean`` rows, which every run measures,
+    when they agree (the same particles); else a one-line :class:`CryodiffError`."""
+    where = f"{row['method']} on {row['map']} at SNR {row['snr']:g}"
+    if row["status"] == "skipped":
+        return earlier
+    if earlier["status"] == "skipped":
+        return row
+    if row["method"] in SHARED_ROWS:
+        for key in ("psnr", "fsc_0143_A"):
+            a, b = earlier.get(key), row.get(key)
+            if (a is None) != (b is None) or (a is not None and abs(a - b) > 1e-3):
+                raise CryodiffError(f"{where} differs from {earlier['source']} ({key} {b} "
+                                    f"against {a}): not the same particles", path=path)
+        return earlier
+    raise CryodiffError(f"{where} is also in {earlier['source']}", path=path)
+
+
+def pair_across_runs(rows: list[dict]) -> None:
+    """Recompute ``psnr_vs_best_db`` ± ``psnr_vs_best_sem`` (each row's PSNR minus the best
+    denoiser's, image by image) for conditions whose rows come from several files, from their
+    ``psnr_per_image``; rows without it then get None (they cannot be paired)."""
+    from cryodiff.benchmark.ranking import ranked_2d
+
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["map"], _snr_key(row["snr"])), []).append(row)
+    for group in groups.values():
+        if len({r["source"] for r in group}) < 2:
+            continue
+        full = full_2d_count(group)
+        ranked = [r for r in group if ranked_2d(r, full)]
+        for row in group:
+            row["psnr_vs_best_db"] = row["psnr_vs_best_sem"] = None
+        if not ranked:
+            continue
+        best = max(ranked, key=lambda r: r["psnr"])
+        if not _per_image(best, full):
+            continue
+        for row in group:
+            if row["status"] == "ok" and row.get("n_test_2d") == full and _per_image(row, full):
+                gaps = [a - b for a, b in zip(row["psnr_per_image"], best["psnr_per_image"])]
+                mean = sum(gaps) / len(gaps)
+                sd = (sum((g - mean) ** 2 for g in gaps) / (len(gaps) - 1)) ** 0.5 \
+                    if len(gaps) > 1 else None
+                row["psnr_vs_best_db"] = mean
+                row["psnr_vs_best_sem"] = None if sd is None else sd / len(gaps) ** 0.5
+
+
+def _per_image(row: dict, n: int | None) -> bool:
+    values = row.get("psnr_per_image")
+    return isinstance(values, list) and len(values) == n and all(map(_is_number, values))
 
 
 def _cell(value, digits: int) -> str:
@@ -182,6 +245,14 @@ def map_tables(rows: list[dict], map_name: str) -> str:
             text += f" ({row['n_test_2d']} images)"
         return text
 
+    def paired_gap(row, snr) -> str:
+        if row is None or row.get("psnr_vs_best_db") is None:
+            return "—"
+        if not row.get("psnr_vs_best_sem"):
+            return "best" if abs(row["psnr_vs_best_db"]) < 1e-12 else _cell(
+                row["psnr_vs_best_db"], 2)
+        return f"{row['psnr_vs_best_db']:+.2f} ± {row['psnr_vs_best_sem']:.2f}"
+
     def known(row, snr) -> str:
         if row is None or (row.get("fsc_05_A") is None and row.get("fsc_0143_A") is None):
             return "—"
@@ -199,11 +270,16 @@ def map_tables(rows: list[dict], map_name: str) -> str:
              "or tied — in PSNR within the larger seed SD of the row and the best, in SSIM "
              "equal as printed. Rows scored on fewer images say how many and are not "
              "ranked.", "",
-             head, rule, *body(quality), "",
-             "3D at known poses: FSC-0.5 / FSC-0.143 against the true map (Å). FSC-0.5, the "
-             "criterion for a map against the truth, is the primary figure: its best method "
-             "is in bold (raw particles included; the clean row is the reference).", "",
-             head, rule, *body(known)]
+             head, rule, *body(quality), ""]
+    gap_lines = body(paired_gap)
+    if gap_lines:
+        parts += ["PSNR of each row minus the best row's, paired image by image (dB ± the "
+                  "standard error over images; learnt rows: per-image PSNR averaged over "
+                  "their seeds).", "", head, rule, *gap_lines, ""]
+    parts += ["3D at known poses: FSC-0.5 / FSC-0.143 against the true map (Å). FSC-0.5, the "
+              "criterion for a map against the truth, is the primary figure: its best method "
+              "is in bold (raw particles included; the clean row is the reference).", "",
+              head, rule, *body(known)]
     def claimed(row, snr) -> str:
         if row is None or row.get("fsc_halfmap_0143_A") is None:
             return "—"

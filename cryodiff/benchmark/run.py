@@ -73,7 +73,7 @@ def _row(output: MethodOutput, condition: Condition, device: str) -> dict:
             "halfmap_minus_truth_A": None, "fsc_halfmap_unmasked_0143_A": None,
             "halfmap_randomized_fsc": None, "fsc_0143_A_pose_search": None,
             "median_pose_error_deg": None, "psnr_gain_db": None, "psnr_vs_best_db": None,
-            "psnr_vs_best_sem": None, "n_test_2d": None,
+            "psnr_vs_best_sem": None, "n_test_2d": None, "psnr_per_image": None,
             "n_test_3d": None, "fit_seconds": finite_or_none(output.fit_seconds),
             "status": output.status, "note": output.note}
 
@@ -152,7 +152,7 @@ def score(result: ConditionResult, config: BenchmarkConfig,
                  **_three_d(result, "clean", test.clean_ctf, config),
                  "fsc_0143_A_pose_search": None, "median_pose_error_deg": None,
                  "psnr_gain_db": None, "psnr_vs_best_db": None, "psnr_vs_best_sem": None,
-                 "n_test_2d": None, "n_test_3d": len(test),
+                 "n_test_2d": None, "psnr_per_image": None, "n_test_3d": len(test),
                  "fit_seconds": None, "status": "reference",
                  "note": "the clean target itself (upper bound for any denoiser in 3D)"}
     reference |= _pose_search(result, "clean", test.clean_ctf, config)
@@ -162,6 +162,10 @@ def score(result: ConditionResult, config: BenchmarkConfig,
             n = min(len(output.images), config.n_test_2d)
             row |= seed_metrics(output, test.clean_ctf[:n], px)
             row["n_test_2d"] = n
+            # Per-image PSNR (dB, mean over seeds): pairs rows of runs made apart on the same
+            # particles image by image (``cryodiff combine-results``).
+            row["psnr_per_image"] = [round(float(v), 4) for v in per_image_psnr(
+                images_per_seed(output), test.clean_ctf[:n])]
             noisy_psnr = metrics_2d(test.noisy[:n], test.clean_ctf[:n], px)["psnr"]
             row["psnr_gain_db"] = row["psnr"] - noisy_psnr
             if len(output.images) == len(test):

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Measure some conditions of a benchmark preset inside one short GPU lease: for each
+# condition three `cryodiff benchmark` processes start at once, in sessions of their own
+# (setsid), each into OUT/<map>_<snr>/<part>/:
+#   sr3    SR3 (+ the paper's post-processor) and sr3-pm, one chain (SR3, then sr3-pm's draws
+#          and post-processor), one CPU thread;
+#   sup2x  the supervised U-Net of SR3's size (supervised-2x), one CPU thread;
+#   peers  the untrained peers that run on the CPU (low-pass, Wiener, BM3D, CWF both fits),
+#          PEER_THREADS threads.
+# They share the particles (the same simulation seed), so `cryodiff combine-results` merges
+# the three folders of a condition into one column and pairs their rows image by image.
+#
+#   bash benchmarks/lease_conditions.sh PRESET DEVICE OUT DEADLINE_S "MAP SNR" ["MAP SNR" ...]
+#   e.g. bash benchmarks/lease_conditions.sh cpu-small cuda runs/lease 570 "phantom 0.01" \
+#            "data/ribosome70S/ribosome70S_65.mrc 0.1"
+#
+# The script waits until every process has ended or DEADLINE_S seconds have passed, then
+# packs OUT's results and logs (not the trained networks) into PACK (default
+# OUT/results.tgz) and returns; processes still running keep going (run it again with
+# START=0 to wait for them and pack again). A map other than the phantom is read at
+# PIXEL_SIZE Å (default 2.0). TRAINING_SEEDS (default "0") are the seeds of every learnt
+# method; EXTRA adds arguments to every benchmark (e.g. "--train-steps 20" for a rehearsal).
+set -euo pipefail
+preset=$1 device=$2 out=$3 deadline=$4; shift 4
+pixel=${PIXEL_SIZE:-2.0} seeds=${TRAINING_SEEDS:-0} peer_threads=${PEER_THREADS:-4}
+pack=${PACK:-$out/results.tgz}
+mkdir -p "$out"
+
+part() {  # FOLDER THREADS ARG...: one benchmark in a session of its own
+  local folder=$1 n=$2; shift 2
+  mkdir -p "$folder"
+  # shellcheck disable=SC2086  # $seeds and $EXTRA are lists of words
+  OMP_NUM_THREADS=$n MKL_NUM_THREADS=$n setsid python3 -m cryodiff benchmark \
+    --preset "$preset" --device "$device" --training-seeds $seeds --no-pose-search \
+    --no-progress --threads "$n" ${EXTRA:-} "$@" --out "$folder" \
+    > "$folder/benchmark.log" 2>&1 < /dev/null &
+  echo "$!" >> "$out/pids"
+}
+
+if [ "${START:-1}" = 1 ]; then
+  : > "$out/pids"
+  for condition in "$@"; do
+    read -r map snr <<< "$condition"
+    name=$(basename "$map" .mrc)_$snr
+    extra=(--map "$map" --snr "$snr"); [ "$map" != phantom ] && extra+=(--pixel-size "$pixel")
+    part "$out/$name/sr3" 1 "${extra[@]}" --only sr3 sr3-pm
+    part "$out/$name/sup2x" 1 "${extra[@]}" --only supervised-2x
+    part "$out/$name/peers" "$peer_threads" "${extra[@]}" --only lowpass wiener bm3d cwf cwf-2d
+  done
+fi
+
+start=$SECONDS running=0
+while [ $((SECONDS - start)) -lt "$deadline" ]; do
+  running=0
+  while read -r pid; do
+    if kill -0 "$pid" 2> /dev/null; then running=$((running + 1)); fi
+  done < "$out/pids"
+  [ "$running" = 0 ] && break
+  sleep 5
+done
+echo "after $((SECONDS - start)) s: $running of $(wc -l < "$out/pids") still running"
+tar czf "$pack" --exclude=./*/*/work --exclude=./results.tgz --exclude=./pids -C "$out" .

@@ -119,7 +119,15 @@ def test_a_condition_measured_twice_is_refused_naming_both_files(tmp_path, two_r
     (json.dumps([_row("noisy", 0.1, 7.5, 0.03, 7.4), {**_row("cwf", 0.1, 1, 1, 1), "snr": None}]),
      "row 1: snr must be a positive number, got None"),
     (json.dumps([{**_row("cwf", 0.1, 1, 1, 1), "psnr": "25"}]),
-     "row 0: psnr must be a number or null, got '25'"),
+     "row 0: psnr must be a finite number or null, got '25'"),
+    (json.dumps([{**_row("cwf", 0.1, 1, 1, 1), "psnr": float("nan")}]),
+     "row 0: psnr must be a finite number or null, got nan"),
+    (json.dumps([{**_row("cwf", 0.1, 1, 1, 1), "psnr_vs_best_db": "-0.3"}]),
+     "row 0: psnr_vs_best_db must be a finite number or null"),
+    (json.dumps([{**_row("cwf", 0.1, 1, 1, 1), "psnr_per_image": [20.0, float("nan")]}]),
+     "row 0: psnr_per_image must be a list of finite numbers or null"),
+    (json.dumps([{**_row("cwf", 0.1, 1, 1, 1), "psnr_per_image": "20.0"}]),
+     "row 0: psnr_per_image must be a list of finite numbers or null"),
     (json.dumps([{**_row("cwf", 0.1, 1, 1, 1), "method": ["cwf"]}]),
      "row 0: method must be text"),
 ])
@@ -259,11 +267,13 @@ def test_a_device_that_is_not_text_is_refused(tmp_path):
         load_rows([path])
 
 
-def _split_runs(tmp_path, sr3_noisy_psnr=7.5):
+def _split_runs(tmp_path, sr3_noisy_psnr=7.5, sr3_noisy_first_image=7.0):
     """One condition measured by two runs split by method (each skips the other's), both
     measuring the raw particles; per-image PSNRs of four images."""
     def measured(method, psnr, per_image):
-        return {**_row(method, 0.1, psnr, 0.5, 9.0, n_2d=4), "psnr_per_image": per_image}
+        # Gaps as each run stored them, against its own best row: combining must redo them.
+        return {**_row(method, 0.1, psnr, 0.5, 9.0, n_2d=4), "psnr_per_image": per_image,
+                "psnr_vs_best_db": 0.0, "psnr_vs_best_sem": 0.0, "device": "cuda"}
 
     def skipped(method):
         return _row(method, 0.1, None, None, None, n_2d=None, status="skipped")
@@ -273,7 +283,7 @@ def _split_runs(tmp_path, sr3_noisy_psnr=7.5):
         _row("clean", 0.1, None, None, 6.0, n_2d=None, status="reference"),
         measured("cwf", 25.0, [24.0, 25.0, 26.0, 25.0]), skipped("sr3-pm4_10")])
     sr3 = _run(tmp_path / "sr3", [
-        measured("noisy", sr3_noisy_psnr, [7.0, 7.5, 8.0, 7.5]),
+        measured("noisy", sr3_noisy_psnr, [sr3_noisy_first_image, 7.5, 8.0, 7.5]),
         _row("clean", 0.1, None, None, 6.0, n_2d=None, status="reference"),
         skipped("cwf"), measured("sr3-pm4_10", 25.5, [24.0, 25.5, 27.0, 25.5])])
     return peers, sr3
@@ -293,10 +303,32 @@ def test_runs_split_by_method_merge_into_one_column_paired_image_by_image(tmp_pa
     assert "| sr3-pm4_10 | **25.50** / **0.500** |" in text
 
 
-def test_split_runs_on_different_particles_are_refused(tmp_path):
-    with pytest.raises(CryodiffError, match="noisy on phantom at SNR 0.1 differs.*not the "
-                                            "same particles"):
-        load_rows(list(_split_runs(tmp_path, sr3_noisy_psnr=9.0)))
+@pytest.mark.parametrize("changed, shown", [({"sr3_noisy_psnr": 9.0}, "psnr 9.0 against 7.5"),
+                                            ({"sr3_noisy_first_image": 6.0},
+                                             "its per-image PSNR")])
+def test_split_runs_on_different_particles_are_refused(tmp_path, changed, shown):
+    with pytest.raises(CryodiffError, match=f"noisy on phantom at SNR 0.1 differs "
+                                            f".*\\({shown}\\): not the same particles"):
+        load_rows(list(_split_runs(tmp_path, **changed)))
+
+
+def test_split_runs_on_different_devices_are_refused(tmp_path):
+    peers, sr3 = _split_runs(tmp_path)
+    rows = json.loads((sr3 / "results.json").read_text())
+    (sr3 / "results.json").write_text(json.dumps([{**r, "device": "cpu"} for r in rows]))
+    with pytest.raises(CryodiffError, match="runs on different devices"):
+        load_rows([peers, sr3])
+
+
+def test_a_gap_that_rounds_to_zero_prints_without_a_sign(tmp_path):
+    peers, sr3 = _split_runs(tmp_path)
+    rows = json.loads((peers / "results.json").read_text())
+    for row in rows:
+        if row["method"] == "cwf":  # 0.001 dB behind sr3-pm on every image but one
+            row["psnr_per_image"] = [24.0, 25.499, 26.999, 25.499]
+    (peers / "results.json").write_text(json.dumps(rows))
+    text = map_tables(load_rows([peers, sr3]), "phantom")
+    assert "| cwf | 0.00 ± 0.00 |" in text and "-0.00" not in text
 
 
 def test_rows_without_per_image_psnr_are_not_paired_across_runs(tmp_path):

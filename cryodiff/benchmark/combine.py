@@ -19,6 +19,7 @@ device). Files written before rows recorded a device combine unchecked, with a n
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -29,8 +30,9 @@ from cryodiff.errors import CryodiffError
 # runs of one condition split by method each hold them.
 SHARED_ROWS = ("noisy", "clean")
 REQUIRED_KEYS = ("method", "map", "snr", "psnr", "ssim", "fsc_0143_A", "status")
-NUMBER_KEYS = ("psnr", "ssim", "fsc_0143_A", "fsc_0143_A_pose_search", "median_pose_error_deg",
-               "n_test_2d", "fsc_05_A", "fsc_halfmap_0143_A", "halfmap_minus_truth_A",
+NUMBER_KEYS = ("psnr", "ssim", "psnr_vs_best_db", "psnr_vs_best_sem", "fsc_0143_A",
+               "fsc_0143_A_pose_search", "median_pose_error_deg", "n_test_2d", "n_test_3d",
+               "fsc_05_A", "fsc_halfmap_0143_A", "halfmap_minus_truth_A",
                "fsc_halfmap_unmasked_0143_A", "halfmap_randomized_fsc", "n_seeds",
                "psnr_seed_sd", "ssim_seed_sd")
 
@@ -65,9 +67,14 @@ def _check_row(row, index: int, path: Path) -> None:
         raise CryodiffError(f"{where}: snr must be a positive number, got {row['snr']!r}",
                             path=path)
     for key in NUMBER_KEYS:
-        if row.get(key) is not None and not _is_number(row[key]):
-            raise CryodiffError(f"{where}: {key} must be a number or null, got {row[key]!r}",
-                                path=path)
+        if row.get(key) is not None and not (_is_number(row[key]) and math.isfinite(row[key])):
+            raise CryodiffError(f"{where}: {key} must be a finite number or null, got "
+                                f"{row[key]!r}", path=path)
+    per_image = row.get("psnr_per_image")
+    if per_image is not None and not (isinstance(per_image, list) and all(
+            _is_number(v) and math.isfinite(v) for v in per_image)):
+        raise CryodiffError(f"{where}: psnr_per_image must be a list of finite numbers or "
+                            f"null", path=path)
     if row.get("device") is not None and not isinstance(row["device"], str):
         raise CryodiffError(f"{where}: device must be text or null, got {row['device']!r}",
                             path=path)
@@ -100,7 +107,7 @@ def load_rows(paths: list[str | os.PathLike],
     :func:`check_devices`).
     """
     rows: list[dict] = []
-    seen: dict[tuple, Path] = {}
+    seen: dict[tuple, dict] = {}
     for given in paths:
         path = results_file(given)
         if not path.is_file():
@@ -142,13 +149,28 @@ def _merged(earlier: dict, row: dict, path: Path) -> dict:
     if earlier["status"] == "skipped":
         return row
     if row["method"] in SHARED_ROWS:
-        for key in ("psnr", "fsc_0143_A"):
+        for key in ("psnr", "fsc_0143_A", "n_test_2d", "n_test_3d", "psnr_per_image"):
             a, b = earlier.get(key), row.get(key)
-            if (a is None) != (b is None) or (a is not None and abs(a - b) > 1e-3):
-                raise CryodiffError(f"{where} differs from {earlier['source']} ({key} {b} "
-                                    f"against {a}): not the same particles", path=path)
+            if key == "psnr_per_image" and (a is None or b is None):
+                continue  # written before rows recorded it
+            if not _agree(a, b):
+                shown = "its per-image PSNR" if key == "psnr_per_image" else f"{key} {b} " \
+                    f"against {a}"
+                raise CryodiffError(f"{where} differs from {earlier['source']} ({shown}): not "
+                                    f"the same particles", path=path)
         return earlier
     raise CryodiffError(f"{where} is also in {earlier['source']}", path=path)
+
+
+def _agree(a, b, tolerance: float = 1e-3) -> bool:
+    """Whether two values of a shared row agree: both None, numbers within ``tolerance``, or
+    lists of the same length that agree element by element."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) \
+            and all(_agree(x, y, tolerance) for x, y in zip(a, b))
+    return abs(a - b) <= tolerance
 
 
 def pair_across_runs(rows: list[dict]) -> None:
@@ -248,10 +270,11 @@ def map_tables(rows: list[dict], map_name: str) -> str:
     def paired_gap(row, snr) -> str:
         if row is None or row.get("psnr_vs_best_db") is None:
             return "—"
-        if not row.get("psnr_vs_best_sem"):
-            return "best" if abs(row["psnr_vs_best_db"]) < 1e-12 else _cell(
-                row["psnr_vs_best_db"], 2)
-        return f"{row['psnr_vs_best_db']:+.2f} ± {row['psnr_vs_best_sem']:.2f}"
+        gap, sem = row["psnr_vs_best_db"], row.get("psnr_vs_best_sem")
+        if not sem and abs(gap) < 1e-12:
+            return "best"
+        text = "0.00" if round(gap, 2) == 0 else f"{gap:+.2f}"  # never "-0.00"
+        return text if sem is None else f"{text} ± {sem:.2f}"
 
     def known(row, snr) -> str:
         if row is None or (row.get("fsc_05_A") is None and row.get("fsc_0143_A") is None):

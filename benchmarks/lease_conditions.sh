@@ -4,7 +4,8 @@
 # (setsid), each into OUT/<map>_<snr>/<part>/:
 #   sr3    SR3 (+ the paper's post-processor) and sr3-pm, one chain (SR3, then sr3-pm's draws
 #          and post-processor), one CPU thread;
-#   sup2x  the supervised U-Net of SR3's size (supervised-2x), one CPU thread;
+#   sup2x  the supervised U-Net trained for twice the preset's steps (supervised-2x), one
+#          CPU thread;
 #   peers  the untrained peers that run on the CPU (low-pass, Wiener, BM3D, CWF both fits),
 #          PEER_THREADS threads.
 # They share the particles (the same simulation seed), so `cryodiff combine-results` merges

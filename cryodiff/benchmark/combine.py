@@ -23,7 +23,8 @@ import math
 import os
 from pathlib import Path
 
-from cryodiff.benchmark.ranking import NEAR_RANDOM_DEG, SHOWN, full_2d_count, winners
+from cryodiff.benchmark.ranking import (NEAR_RANDOM_DEG, SHOWN, best_row, full_2d_count,
+                                        winners)
 from cryodiff.errors import CryodiffError
 
 # Rows every benchmark run measures on its particles (the raw particles and the clean target):
@@ -107,7 +108,7 @@ def load_rows(paths: list[str | os.PathLike],
     :func:`check_devices`).
     """
     rows: list[dict] = []
-    seen: dict[tuple, dict] = {}
+    seen: dict[tuple, int] = {}  # (method, map, SNR) -> its row's position in rows
     for given in paths:
         path = results_file(given)
         if not path.is_file():
@@ -127,11 +128,9 @@ def load_rows(paths: list[str | os.PathLike],
             key = (row["method"], row["map"], _snr_key(row["snr"]))
             row = {**row, "source": str(path)}
             if key in seen:
-                kept = _merged(seen[key], row, path)
-                rows[rows.index(seen[key])] = kept
-                seen[key] = kept
+                rows[seen[key]] = _merged(rows[seen[key]], row, path)
                 continue
-            seen[key] = row
+            seen[key] = len(rows)
             rows.append(row)
     check_devices(rows, allow_mixed_devices)
     pair_across_runs(rows)
@@ -176,37 +175,36 @@ def _agree(a, b, tolerance: float = 1e-3) -> bool:
 def pair_across_runs(rows: list[dict]) -> None:
     """Recompute ``psnr_vs_best_db`` ± ``psnr_vs_best_sem`` (each row's PSNR minus the best
     denoiser's, image by image) for conditions whose rows come from several files, from their
-    ``psnr_per_image``; rows without it then get None (they cannot be paired)."""
-    from cryodiff.benchmark.ranking import ranked_2d
-
+    ``psnr_per_image``; rows without it then get None (they cannot be paired). The best row
+    and the pairing are the benchmark's own (:func:`~cryodiff.benchmark.ranking.best_row`,
+    :func:`~cryodiff.benchmark.evaluate.paired_difference`)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["map"], _snr_key(row["snr"])), []).append(row)
     for group in groups.values():
         if len({r["source"] for r in group}) < 2:
             continue
-        full = full_2d_count(group)
-        ranked = [r for r in group if ranked_2d(r, full)]
         for row in group:
             row["psnr_vs_best_db"] = row["psnr_vs_best_sem"] = None
-        if not ranked:
+        best = best_row(group, "psnr", denoisers_only=True)
+        if best is None or not _per_image(best, best["n_test_2d"]):
             continue
-        best = max(ranked, key=lambda r: r["psnr"])
-        if not _per_image(best, full):
-            continue
+        import torch
+
+        from cryodiff.benchmark.evaluate import paired_difference
+
+        reference = torch.tensor(best["psnr_per_image"], dtype=torch.float64)
         for row in group:
-            if row["status"] == "ok" and row.get("n_test_2d") == full and _per_image(row, full):
-                gaps = [a - b for a, b in zip(row["psnr_per_image"], best["psnr_per_image"])]
-                mean = sum(gaps) / len(gaps)
-                sd = (sum((g - mean) ** 2 for g in gaps) / (len(gaps) - 1)) ** 0.5 \
-                    if len(gaps) > 1 else None
-                row["psnr_vs_best_db"] = mean
-                row["psnr_vs_best_sem"] = None if sd is None else sd / len(gaps) ** 0.5
+            if row["status"] == "ok" and _per_image(row, best["n_test_2d"]):
+                row["psnr_vs_best_db"], row["psnr_vs_best_sem"] = paired_difference(
+                    torch.tensor(row["psnr_per_image"], dtype=torch.float64), reference)
 
 
 def _per_image(row: dict, n: int | None) -> bool:
+    """Whether ``row`` has the PSNR of each of the ``n`` images (:func:`_check_row` has
+    checked that it is a list of finite numbers)."""
     values = row.get("psnr_per_image")
-    return isinstance(values, list) and len(values) == n and all(map(_is_number, values))
+    return values is not None and row.get("n_test_2d") == n and len(values) == n
 
 
 def _cell(value, digits: int) -> str:

@@ -107,12 +107,18 @@ def analyse(result: dict) -> list[dict]:
         fit, held = slice(0, half), slice(half, None)
         scale = fit_sigma_scale(error[fit], std[fit])
         both = fit_sigma_recalibration(error[fit], std[fit])
+        # one scale per band: exact at that level alone on the fitting half
+        scale_1sigma = fit_sigma_scale(error[fit], std[fit], (GAUSSIAN_COVERAGE_1SIGMA,))
+        scale_2sigma = fit_sigma_scale(error[fit], std[fit], (GAUSSIAN_COVERAGE_2SIGMA,))
         sigmas = {"raw": std[held], "scaled": scale * std[held],
-                  "floored": recalibrate(std[held], *both)}
+                  "floored": recalibrate(std[held], *both),
+                  "band_1sigma": scale_1sigma * std[held],
+                  "band_2sigma": scale_2sigma * std[held]}
         row = {"map": result["map"], "snr": result["snr"], "variant": variant,
                "psnr": float(psnr(mean[held], truth[held]).mean()),
                "ssim": float(ssim(mean[held], truth[held]).mean()),
                "scale": scale, "floor_scale": both[0], "floor": both[1],
+               "scale_1sigma": scale_1sigma, "scale_2sigma": scale_2sigma,
                "rms_sigma_fit": float(std[fit].square().mean().sqrt())}
         for name, sigma in sigmas.items():
             row[name] = dataclasses.asdict(calibration(error[held], sigma))
@@ -140,10 +146,14 @@ def markdown(rows: list[dict], args, minutes: float) -> str:
         "Pearson/Spearman: correlation of σ with |error| per pixel; ENCE: mean relative gap "
         "between RMS error and RMS σ in 10 equal-count bins of σ (0 = calibrated). Coverage "
         "columns are ±1σ / ±2σ; *s·σ*: the fitted scale alone; *√((sσ)²+τ²)*: scale and "
-        "floor fitted together (τ given relative to the RMS raw σ of the fitting half).", "",
+        "floor fitted together (τ given relative to the RMS raw σ of the fitting half); "
+        "*one band*: a scale fitted for one band alone (s₁ makes ±1σ hold 68.3 % of the "
+        "fitting half, s₂ makes ±2σ hold 95.4 %), and the coverage of that band on the "
+        "held-out half (`cryodiff denoise --sigma-scale s₂` for a 95 % band at ±2σ).", "",
         "| map | SNR | variant | PSNR (dB) | raw σ: ±1σ / ±2σ | Pearson / Spearman | ENCE "
-        "| s | s·σ: ±1σ / ±2σ | ENCE | s, τ/RMS σ | √((sσ)²+τ²): ±1σ / ±2σ | ENCE |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| s | s·σ: ±1σ / ±2σ | ENCE | s, τ/RMS σ | √((sσ)²+τ²): ±1σ / ±2σ | ENCE "
+        "| one band: s₁, ±1σ / s₂, ±2σ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         raw, scaled, floored = r["raw"], r["scaled"], r["floored"]
@@ -156,7 +166,9 @@ def markdown(rows: list[dict], args, minutes: float) -> str:
             f"| {raw['pearson']:.2f} / {raw['spearman']:.2f} | {raw['ence']:.2f} "
             f"| {r['scale']:.2f} | {cov(scaled)} | {scaled['ence']:.2f} "
             f"| {r['floor_scale']:.2f}, {r['floor'] / r['rms_sigma_fit']:.2f} | {cov(floored)} "
-            f"| {floored['ence']:.2f} |")
+            f"| {floored['ence']:.2f} | {r['scale_1sigma']:.2f}, "
+            f"{r['band_1sigma']['coverage_1sigma']:.3f} / {r['scale_2sigma']:.2f}, "
+            f"{r['band_2sigma']['coverage_2sigma']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

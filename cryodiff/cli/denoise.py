@@ -50,7 +50,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "(before refinement; not recalibrated)")
     parser.add_argument("--sigma-scale", type=float, default=1.0, metavar="S",
                         help="multiply the std map by S (a recalibration factor fitted on "
-                             "held-out particles, see benchmarks/calibration.py; default 1: "
+                             "held-out particles for the band you will read, e.g. +-2 std for "
+                             "95 %%: see benchmarks/calibration.py and notebook 02; default 1: "
                              "the raw spread of the samples)")
     parser.add_argument("--sigma-floor", type=float, default=0.0, metavar="TAU",
                         help="write sqrt((S*std)^2 + TAU^2) instead (TAU in the output's "

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Measure some conditions of a benchmark preset inside one short GPU lease: for each
-# condition three `cryodiff benchmark` processes start at once, in sessions of their own
-# (setsid), each into OUT/<map>_<snr>/<part>/:
+# condition one `cryodiff benchmark` process per part of PARTS starts at once, each in a
+# session of its own (setsid), each into OUT/<map>_<snr>/<part>/:
 #   sr3    SR3 (+ the paper's post-processor) and sr3-pm, one chain (SR3, then sr3-pm's draws
 #          and post-processor), one CPU thread;
 #   sup2x  the supervised U-Net trained for twice the preset's steps (supervised-2x), one
 #          CPU thread;
 #   peers  the untrained peers that run on the CPU (low-pass, Wiener, BM3D, CWF both fits),
-#          PEER_THREADS threads.
+#          PEER_THREADS threads;
+#   n2n    Noise2Noise (PARTS must name it), one CPU thread;
+#   sup    the small supervised U-Net, L2 and L1 (PARTS must name it), one CPU thread;
+#   large  the SR3-sized supervised U-Net (PARTS must name it), one CPU thread.
+# PARTS (default "sr3 sup2x peers") chooses which of them start for every condition.
 # They share the particles (the same simulation seed), so `cryodiff combine-results` merges
-# the three folders of a condition into one column and pairs their rows image by image.
+# the folders of a condition into one column and pairs their rows image by image.
 #
 #   bash benchmarks/lease_conditions.sh PRESET DEVICE OUT DEADLINE_S "MAP SNR" ["MAP SNR" ...]
 #   e.g. bash benchmarks/lease_conditions.sh cpu-small cuda runs/lease 570 "phantom 0.01" \
@@ -19,13 +23,23 @@
 # packs OUT's results and logs (not the trained networks) into PACK (default
 # OUT/results.tgz) and returns; processes still running keep going (run it again with
 # START=0 to wait for them and pack again; a process id reused meanwhile by another process
-# keeps that wait going until the deadline). A map other than the phantom is read at
-# PIXEL_SIZE Å (default 2.0). TRAINING_SEEDS (default "0") are the seeds of every learnt
-# method; EXTRA adds arguments to every benchmark (e.g. "--train-steps 20" for a rehearsal).
+# keeps that wait going until the deadline; the wait checks every POLL_S seconds, default
+# 5). A map other than the phantom is read at PIXEL_SIZE Å (default 2.0). TRAINING_SEEDS
+# (default "0") are the seeds of every learnt method; EXTRA adds arguments to every
+# benchmark (e.g. "--train-steps 20" for a rehearsal).
+# The processes share one GPU by time slices: on an H100, four `cpu-small` conditions at
+# once (eight GPU processes) made SR3's training 2.3x and supervised-2x over 3x slower than
+# one condition alone; two conditions at a time is the better use of a short lease.
 set -euo pipefail
 preset=$1 device=$2 out=$3 deadline=$4; shift 4
 pixel=${PIXEL_SIZE:-2.0} seeds=${TRAINING_SEEDS:-0} peer_threads=${PEER_THREADS:-4}
-pack=${PACK:-$out/results.tgz}
+pack=${PACK:-$out/results.tgz} parts=${PARTS:-sr3 sup2x peers} poll=${POLL_S:-5}
+for p in $parts; do
+  case $p in sr3|sup2x|peers|n2n|sup|large) ;;
+    *) echo "lease_conditions.sh: PARTS: unknown part '$p' (sr3 sup2x peers n2n sup large)" >&2
+       exit 2 ;;
+  esac
+done
 mkdir -p "$out"
 
 part() {  # FOLDER THREADS ARG...: one benchmark in a session of its own
@@ -45,9 +59,17 @@ if [ "${START:-1}" = 1 ]; then
     read -r map snr <<< "$condition"
     name=$(basename "$map" .mrc)_$snr
     extra=(--map "$map" --snr "$snr"); [ "$map" != phantom ] && extra+=(--pixel-size "$pixel")
-    part "$out/$name/sr3" 1 "${extra[@]}" --only sr3 sr3-pm
-    part "$out/$name/sup2x" 1 "${extra[@]}" --only supervised-2x
-    part "$out/$name/peers" "$peer_threads" "${extra[@]}" --only lowpass wiener bm3d cwf cwf-2d
+    for p in $parts; do
+      case $p in
+        sr3) part "$out/$name/sr3" 1 "${extra[@]}" --only sr3 sr3-pm ;;
+        sup2x) part "$out/$name/sup2x" 1 "${extra[@]}" --only supervised-2x ;;
+        peers) part "$out/$name/peers" "$peer_threads" "${extra[@]}" \
+                 --only lowpass wiener bm3d cwf cwf-2d ;;
+        n2n) part "$out/$name/n2n" 1 "${extra[@]}" --only noise2noise ;;
+        sup) part "$out/$name/sup" 1 "${extra[@]}" --only supervised supervised-l1 ;;
+        large) part "$out/$name/large" 1 "${extra[@]}" --only supervised-large ;;
+      esac
+    done
   done
 fi
 
@@ -58,7 +80,7 @@ while [ $((SECONDS - start)) -lt "$deadline" ]; do
     if kill -0 "$pid" 2> /dev/null; then running=$((running + 1)); fi
   done < "$out/pids"
   [ "$running" = 0 ] && break
-  sleep 5
+  sleep "$poll"
 done
 echo "after $((SECONDS - start)) s: $running of $(wc -l < "$out/pids") still running"
 # Runs still going may change files while they are packed: tar then warns and returns 1,

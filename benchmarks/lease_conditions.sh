@@ -11,7 +11,9 @@
 #   n2n    Noise2Noise (PARTS must name it), one CPU thread;
 #   sup    the small supervised U-Net, L2 and L1 (PARTS must name it), one CPU thread;
 #   large  the SR3-sized supervised U-Net (PARTS must name it), one CPU thread.
-# PARTS (default "sr3 sup2x peers") chooses which of them start for every condition.
+# PARTS (default "sr3 sup2x peers") chooses which of them start for every condition, each
+# at most once (checked, with DEADLINE_S and POLL_S, before anything starts, also under
+# START=0, which starts nothing).
 # They share the particles (the same simulation seed), so `cryodiff combine-results` merges
 # the folders of a condition into one column and pairs their rows image by image.
 #
@@ -30,16 +32,22 @@
 # The processes share one GPU by time slices: on an H100, four `cpu-small` conditions at
 # once (eight GPU processes) made SR3's training 2.3x and supervised-2x over 3x slower than
 # one condition alone; two conditions at a time is the better use of a short lease.
-set -euo pipefail
+set -euo pipefail -o noglob
 preset=$1 device=$2 out=$3 deadline=$4; shift 4
 pixel=${PIXEL_SIZE:-2.0} seeds=${TRAINING_SEEDS:-0} peer_threads=${PEER_THREADS:-4}
 pack=${PACK:-$out/results.tgz} parts=${PARTS:-sr3 sup2x peers} poll=${POLL_S:-5}
+refuse() { echo "lease_conditions.sh: $*" >&2; exit 2; }
+[[ $deadline =~ ^[0-9]+$ ]] || refuse "DEADLINE_S must be whole seconds, got '$deadline'"
+[[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || refuse "POLL_S must be a number of seconds, got '$poll'"
+seen=" "
 for p in $parts; do
   case $p in sr3|sup2x|peers|n2n|sup|large) ;;
-    *) echo "lease_conditions.sh: PARTS: unknown part '$p' (sr3 sup2x peers n2n sup large)" >&2
-       exit 2 ;;
+    *) refuse "PARTS: unknown part '$p' (sr3 sup2x peers n2n sup large)" ;;
   esac
+  [[ $seen == *" $p "* ]] && refuse "PARTS: part '$p' named twice"
+  seen+="$p "
 done
+[ "$seen" != " " ] || refuse "PARTS names no part (sr3 sup2x peers n2n sup large)"
 mkdir -p "$out"
 
 part() {  # FOLDER THREADS ARG...: one benchmark in a session of its own

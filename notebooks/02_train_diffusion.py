@@ -314,8 +314,9 @@ plot_reliability_diagram({
 # One scale cannot make ±1σ and ±2σ both right when the errors have heavier tails than the
 # samples' spread. If what you need is a 95 % band, fit the scale for that band alone (`s₂`:
 # ±2σ holds 95.4 % of the fitting half's pixels) and check it on the held-out half; then
-# `cryodiff denoise --samples K --sigma-scale s₂` writes a std whose ±2σ is that band (its ±1σ
-# is then wider than 68 %).
+# `cryodiff denoise --samples K --sigma-scale s₂` writes a std whose ±2σ band holds about 95 %
+# of the pixels on average (pooled over pixels and particles, not in every pixel; its ±1σ is
+# then wider than 68 %). Fit it again for another map or SNR.
 
 # %%
 band_scale = fit_sigma_scale(error[:half], posterior.std[:half], (GAUSSIAN_COVERAGE_2SIGMA,))
@@ -333,7 +334,7 @@ print(f"s₂ = {band_scale:.2f}: inside ±2σ {band.coverage_2sigma:.3f} of the 
 # instead of 95 %: the errors have heavier tails than the spread of the samples says, and a
 # noise floor (`--sigma-floor`) does not change that. A scale fitted for the ±2σ band alone
 # (s₂ = 2.8–3.9 on the phantom, 5.8–7.3 on the ribosome map, with the post-processor) makes
-# ±2σ hold 94.5–95.6 % of the held-out pixels in all six conditions. σ does rank the pixels
+# ±2σ hold 94.5–95.6 % of the held-out pixels (pooled) in all six conditions. σ does rank the pixels
 # (Spearman correlation with |error| 0.25–0.66). So read the std map as *where* to trust the
 # output less, and for a band fit the scale for that band.
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lease_conditions.sh"
+SCRIPT_SETTINGS = ("PACK", "START", "PARTS", "EXTRA", "TRAINING_SEEDS", "PEER_THREADS",
+                   "PIXEL_SIZE", "POLL_S")
 
 FAKE_PYTHON = textwrap.dedent("""\
     #!{python}
@@ -49,10 +51,13 @@ def fake_python(tmp_path):
 
 def _run(tmp_path, bin_dir, *conditions, **env):
     log = tmp_path / "calls.jsonl"
-    environ = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                   FAKE_LOG=str(log), POLL_S="0.2", **env)
+    # the script's own settings come from the test alone, never from the caller's shell
+    environ = {k: v for k, v in os.environ.items() if k not in SCRIPT_SETTINGS}
+    environ.update({"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                    "FAKE_LOG": str(log), "POLL_S": "0.2", **env})
     done = subprocess.run(["bash", str(SCRIPT), "cpu-small", "cuda", str(tmp_path / "out"), "60",
-                           *conditions], env=environ, capture_output=True, text=True)
+                           *conditions], env=environ, cwd=tmp_path, capture_output=True,
+                          text=True)
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return done, calls
 
@@ -99,9 +104,17 @@ def test_parts_choose_the_processes(tmp_path, fake_python):
         "n2n", "sup", "large"}
 
 
-def test_an_unknown_part_is_refused_before_anything_starts(tmp_path, fake_python):
-    done, calls = _run(tmp_path, fake_python, "phantom 0.1", PARTS="sr3 sup2X")
+@pytest.mark.parametrize("setting, message", [
+    ({"PARTS": "sr3 sup2X"}, "PARTS: unknown part 'sup2X' (sr3 sup2x peers n2n sup large)"),
+    ({"PARTS": "*"}, "PARTS: unknown part '*' (sr3 sup2x peers n2n sup large)"),
+    ({"PARTS": "sr3 peers sr3"}, "PARTS: part 'sr3' named twice"),
+    ({"PARTS": "  "}, "PARTS names no part (sr3 sup2x peers n2n sup large)"),
+    ({"POLL_S": "abc"}, "POLL_S must be a number of seconds, got 'abc'"),
+])
+def test_bad_settings_are_refused_before_anything_starts(tmp_path, fake_python, setting,
+                                                          message):
+    (tmp_path / "sr3").mkdir()  # in the script's folder: PARTS="*" must not expand to it
+    done, calls = _run(tmp_path, fake_python, "phantom 0.1", **setting)
     assert done.returncode == 2 and calls == []
-    assert done.stderr.strip().splitlines() == [
-        "lease_conditions.sh: PARTS: unknown part 'sup2X' (sr3 sup2x peers n2n sup large)"]
+    assert done.stderr.strip().splitlines() == [f"lease_conditions.sh: {message}"]
     assert not (tmp_path / "out").exists()

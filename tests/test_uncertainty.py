@@ -214,7 +214,7 @@ def test_a_scale_fitted_for_one_band_holds_that_band_on_heavy_tailed_errors():
     fit, held = slice(0, 30_000), slice(30_000, None)
     overall = calibration(error[held], fit_sigma_scale(error[fit], sigma[fit]) * sigma[held])
     band = fit_sigma_scale(error[fit], sigma[fit], (GAUSSIAN_COVERAGE_2SIGMA,))
-    # the Laplace(1) quantile of 95.4 %, -ln(1 - 0.954) = 3.08, halved for the ±2σ band
+    # |e|/σ is Exp(1): its 95.45 % quantile, -ln(1 - 0.9545) = 3.09, halved for the ±2σ band
     assert band == pytest.approx(-math.log(1 - GAUSSIAN_COVERAGE_2SIGMA) / 2, rel=0.03)
     two = calibration(error[held], band * sigma[held])
     assert two.coverage_2sigma == pytest.approx(GAUSSIAN_COVERAGE_2SIGMA, abs=0.006)

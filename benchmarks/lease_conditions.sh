@@ -39,15 +39,13 @@ pack=${PACK:-$out/results.tgz} parts=${PARTS:-sr3 sup2x peers} poll=${POLL_S:-5}
 refuse() { echo "lease_conditions.sh: $*" >&2; exit 2; }
 [[ $deadline =~ ^[0-9]+$ ]] || refuse "DEADLINE_S must be whole seconds, got '$deadline'"
 [[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || refuse "POLL_S must be a number of seconds, got '$poll'"
-seen=" "
+known="sr3 sup2x peers n2n sup large" seen=" "
 for p in $parts; do
-  case $p in sr3|sup2x|peers|n2n|sup|large) ;;
-    *) refuse "PARTS: unknown part '$p' (sr3 sup2x peers n2n sup large)" ;;
-  esac
+  [[ " $known " == *" $p "* ]] || refuse "PARTS: unknown part '$p' ($known)"
   [[ $seen == *" $p "* ]] && refuse "PARTS: part '$p' named twice"
   seen+="$p "
 done
-[ "$seen" != " " ] || refuse "PARTS names no part (sr3 sup2x peers n2n sup large)"
+[ "$seen" != " " ] || refuse "PARTS names no part ($known)"
 mkdir -p "$out"
 
 part() {  # FOLDER THREADS ARG...: one benchmark in a session of its own

@@ -11,6 +11,8 @@
 #   n2n    Noise2Noise (PARTS must name it), one CPU thread;
 #   sup    the small supervised U-Net, L2 and L1 (PARTS must name it), one CPU thread;
 #   large  the SR3-sized supervised U-Net (PARTS must name it), one CPU thread.
+#   sr3v   SR3 trained to predict v instead of ε, and its sr3-pm (rows sr3v…; PARTS must
+#          name it), one CPU thread.
 # PARTS (default "sr3 sup2x peers") chooses which of them start for every condition, each
 # at most once (checked, with DEADLINE_S and POLL_S, before anything starts, also under
 # START=0, which starts nothing).
@@ -39,7 +41,7 @@ pack=${PACK:-$out/results.tgz} parts=${PARTS:-sr3 sup2x peers} poll=${POLL_S:-5}
 refuse() { echo "lease_conditions.sh: $*" >&2; exit 2; }
 [[ $deadline =~ ^[0-9]+$ ]] || refuse "DEADLINE_S must be whole seconds, got '$deadline'"
 [[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || refuse "POLL_S must be a number of seconds, got '$poll'"
-known="sr3 sup2x peers n2n sup large" seen=" "
+known="sr3 sup2x peers n2n sup large sr3v" seen=" "
 for p in $parts; do
   [[ " $known " == *" $p "* ]] || refuse "PARTS: unknown part '$p' ($known)"
   [[ $seen == *" $p "* ]] && refuse "PARTS: part '$p' named twice"
@@ -74,6 +76,7 @@ if [ "${START:-1}" = 1 ]; then
         n2n) part "$out/$name/n2n" 1 "${extra[@]}" --only noise2noise ;;
         sup) part "$out/$name/sup" 1 "${extra[@]}" --only supervised supervised-l1 ;;
         large) part "$out/$name/large" 1 "${extra[@]}" --only supervised-large ;;
+        sr3v) part "$out/$name/sr3v" 1 "${extra[@]}" --sr3-prediction v --only sr3 sr3-pm ;;
       esac
     done
   done

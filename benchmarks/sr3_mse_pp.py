@@ -27,7 +27,8 @@ import torch
 from cryodiff.benchmark.conditions import make_condition
 from cryodiff.benchmark.config import get_preset
 from cryodiff.benchmark.methods import MethodOutput, run_baseline, run_sr3, train_sr3
-from cryodiff.benchmark.sr3_mse import one_pass_x0, run_sr3_mse
+from cryodiff.benchmark.sr3_mse import run_sr3_mse
+from cryodiff.denoise import one_pass_x0
 from cryodiff.io.atomic import write_text_atomic
 from cryodiff.metrics import psnr, ssim
 from cryodiff.training.postprocess_mse import MsePostConfig

@@ -263,6 +263,52 @@ def denoise_posterior_mean(denoiser: Denoiser, images: torch.Tensor, *,
     return _in_training_units(denoiser, images, match_scale, denoise)
 
 
+@torch.no_grad()
+def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
+                batch_size: int = 256) -> torch.Tensor:
+    """x̂₀ of the first reverse step from ``y_T ~ N(0, I)`` for ``noisy (N, L, L)``; raw units.
+
+    One network evaluation at the schedule's noisiest level ``γ̄_T``: ``(y_T − √(1−γ̄_T)·ε̂) /
+    √γ̄_T``. With an exact model this is ``E[y₀ | y_T, particle]``, and at ``γ̄_T → 0`` the
+    posterior mean. A v-predicting model (``prediction="v"``) learns it directly (there
+    ``v ≈ −y₀``); an ε-model's error is divided by ``√γ̄_T`` (≈ 150× for SR3's schedule).
+    """
+    from cryodiff.sampling import sample_progressive
+
+    norm, device = denoiser.normalisation, next(denoiser.model.parameters()).device
+    schedule = respace(denoiser.schedule, 1).to(device)
+    out = []
+    for number, start in enumerate(range(0, len(noisy), batch_size)):
+        condition = norm.condition(noisy[start:start + batch_size].float())[:, None].to(device)
+        first = next(sample_progressive(denoiser.model, condition, schedule, "ddpm",
+                                        generator=generator_for(seed, number, device=device)))
+        out.append(norm.denormalise(first["y0"][:, 0]).cpu())
+    return torch.cat(out)
+
+
+def denoise_one_pass(denoiser: Denoiser, images: torch.Tensor, *, self_ensemble: bool = True,
+                     batch_size: int = 64, seed: int = 0,
+                     match_scale: bool = False) -> DenoiseResult:
+    """``x0`` of ``images (N, L, L)`` (raw units): a v-predicting model's :func:`one_pass_x0`,
+    through the dihedral self-ensemble (8 passes) when ``self_ensemble``; no std.
+    ``match_scale`` as in :func:`denoise_with`. Raises :class:`CryodiffError` for an
+    ε-predicting checkpoint (``cryodiff train --prediction v`` trains one that fits)."""
+    from cryodiff.self_ensemble import self_ensemble as dihedral_mean
+
+    if denoiser.config.model.prediction != "v":
+        raise CryodiffError("x0 needs a v-predicting model (its one-pass estimate of the clean "
+                            "image); this one predicts eps: train with `cryodiff train "
+                            "--prediction v`", path=denoiser.checkpoint)
+
+    def x0(x: torch.Tensor) -> torch.Tensor:
+        return one_pass_x0(denoiser, x, seed=seed, batch_size=batch_size)
+
+    def denoise(x: torch.Tensor) -> DenoiseResult:
+        return DenoiseResult(dihedral_mean(x0, x) if self_ensemble else x0(x), None)
+
+    return _in_training_units(denoiser, images, match_scale, denoise)
+
+
 def refine_mean(denoiser: Denoiser, mean: torch.Tensor, images: torch.Tensor,
                 self_ensemble: bool = True) -> torch.Tensor:
     """The checkpoint's mean refiner applied to ``mean (N, L, L)``, the mean of its ``K``

@@ -20,6 +20,10 @@ from cryodiff.errors import CryodiffError
 
 SCHEDULES = ("linear", "cosine")
 LOSSES = ("l1", "l2")
+# What the network's output stands for: ε (SR3, the paper) or v = √γ̄·ε − √(1−γ̄)·y₀
+# (Salimans & Ho 2022), which is −y₀ at the noisiest levels and ε at the cleanest, so every
+# level trains the network to say something about the clean image.
+PREDICTIONS = ("eps", "v")
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,11 +179,33 @@ def predict_eps_from_y0(y_t: torch.Tensor, y0: torch.Tensor,
     return (y_t - s * y0) / _sqrt_one_minus_square(s)
 
 
+def v_target(y0: torch.Tensor, noise: torch.Tensor, sqrt_gamma: torch.Tensor) -> torch.Tensor:
+    """``v = √γ̄·ε − √(1−γ̄)·y₀``, the v-prediction target for ``y_t = q_sample(y0, …, ε)``."""
+    s = _per_image(sqrt_gamma, y0)
+    return s * noise - _sqrt_one_minus_square(s) * y0
+
+
+def eps_from_v(y_t: torch.Tensor, v: torch.Tensor, sqrt_gamma: torch.Tensor) -> torch.Tensor:
+    """``ε̂ = √(1−γ̄)·y_t + √γ̄·v̂`` (exact for the v of :func:`v_target`; float32 or wider)."""
+    s = _per_image(sqrt_gamma, y_t)
+    return _sqrt_one_minus_square(s) * y_t + s * v.to(y_t.dtype)
+
+
+def check_prediction(prediction: str) -> str:
+    """``prediction`` if it is one of :data:`PREDICTIONS`, else :class:`CryodiffError`."""
+    if prediction not in PREDICTIONS:
+        raise CryodiffError(f"unknown prediction {prediction!r} (choose from "
+                            f"{', '.join(PREDICTIONS)})")
+    return prediction
+
+
 def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
                    y0: torch.Tensor, condition: torch.Tensor, schedule: NoiseSchedule,
                    loss: str = "l1", generator: torch.Generator | None = None,
-                   shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
-    """SR3 training objective: mean L1 (SR3's choice) or L2 between ε and the model's ε̂.
+                   shard: tuple[int, int] = (0, 1), prediction: str = "eps") -> torch.Tensor:
+    """SR3 training objective: mean L1 (SR3's choice) or L2 between ε and the model's ε̂
+    (``prediction="eps"``), or between v (:func:`v_target`) and the model's raw output
+    (``"v"``: the model is called with ``raw=True``, see :class:`~cryodiff.models.unet.SR3UNet`).
 
     ``y0`` is the clean target ``(B, 1, L, L)``, ``condition`` the noisy particle; noise
     levels come from :func:`sample_noise_levels` and ``ε`` from ``generator``. With
@@ -189,6 +215,7 @@ def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], t
     """
     if loss not in LOSSES:
         raise CryodiffError(f"unknown diffusion loss {loss!r} (choose from {', '.join(LOSSES)})")
+    check_prediction(prediction)
     rank, world = shard
     total = y0.shape[0] * world
     sqrt_gamma = sample_noise_levels(schedule, total, generator, device=y0.device)[rank::world]
@@ -196,5 +223,10 @@ def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], t
     noise = torch.randn((total, *y0.shape[1:]), generator=generator, device=gen_device,
                         dtype=y0.dtype)
     noise = noise[rank::world].to(y0.device)
-    eps_hat = model(q_sample(y0, sqrt_gamma, noise), condition, sqrt_gamma)
-    return F.l1_loss(eps_hat, noise) if loss == "l1" else F.mse_loss(eps_hat, noise)
+    y_t = q_sample(y0, sqrt_gamma, noise)
+    if prediction == "v":
+        output, target = model(y_t, condition, sqrt_gamma, raw=True), v_target(y0, noise,
+                                                                               sqrt_gamma)
+    else:
+        output, target = model(y_t, condition, sqrt_gamma), noise
+    return F.l1_loss(output, target) if loss == "l1" else F.mse_loss(output, target)

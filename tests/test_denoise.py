@@ -58,6 +58,11 @@ def test_cli_denoise_stack_and_errors(run_dir, tmp_path, capsys):
     assert cli(["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(tmp_path / "nope"),
                 "--out", str(out)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    # x0 is a v-model's read-out: an eps checkpoint is refused in one line
+    assert cli(["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(run_dir), "--out",
+                str(tmp_path / "x0.mrcs"), "--method", "x0"]) == 2
+    assert "needs a v-predicting model" in capsys.readouterr().err
+    assert not (tmp_path / "x0.mrcs").exists()
 
 
 @pytest.mark.parametrize("target", ["clean_ctf", "clean"])

@@ -102,13 +102,20 @@ def test_parts_choose_the_processes(tmp_path, fake_python):
         ("noise2noise",), ("supervised", "supervised-l1"), ("supervised-large",)]
     assert {Path(c["args"][c["args"].index("--out") + 1]).name for c in calls} == {
         "n2n", "sup", "large"}
+    (tmp_path / "v").mkdir()
+    done, calls = _run(tmp_path / "v", fake_python, "phantom 0.1", PARTS="sr3v")
+    assert done.returncode == 0, done.stderr
+    [call] = calls
+    assert _only(call["args"]) == ["sr3", "sr3-pm"]
+    assert call["args"][call["args"].index("--sr3-prediction") + 1] == "v"
+    assert Path(call["args"][call["args"].index("--out") + 1]).name == "sr3v"
 
 
 @pytest.mark.parametrize("setting, message", [
-    ({"PARTS": "sr3 sup2X"}, "PARTS: unknown part 'sup2X' (sr3 sup2x peers n2n sup large)"),
-    ({"PARTS": "*"}, "PARTS: unknown part '*' (sr3 sup2x peers n2n sup large)"),
+    ({"PARTS": "sr3 sup2X"}, "PARTS: unknown part 'sup2X' (sr3 sup2x peers n2n sup large sr3v)"),
+    ({"PARTS": "*"}, "PARTS: unknown part '*' (sr3 sup2x peers n2n sup large sr3v)"),
     ({"PARTS": "sr3 peers sr3"}, "PARTS: part 'sr3' named twice"),
-    ({"PARTS": "  "}, "PARTS names no part (sr3 sup2x peers n2n sup large)"),
+    ({"PARTS": "  "}, "PARTS names no part (sr3 sup2x peers n2n sup large sr3v)"),
     ({"POLL_S": "abc"}, "POLL_S must be a number of seconds, got 'abc'"),
 ])
 def test_bad_settings_are_refused_before_anything_starts(tmp_path, fake_python, setting,

@@ -179,7 +179,8 @@ def test_cli_denoise_methods_and_errors(pm_run, tmp_path, capsys):
     for extra, message in ((["--method", "sr3-pm", "--samples", "4"], "averages the 3 samples"),
                            (["--method", "sr3+pp"], "no post-processor for sr3+pp"),
                            (["--method", "sr3-pm", "--no-postprocess"], "contradicts"),
-                           (["--std"], "are for --method sr3-pm"),
+                           (["--std"], "--std is for --method sr3-pm"),
+                           (["--no-self-ensemble"], "is for --method sr3-pm and x0"),
                            (["--method", "sr3-pm", "--std", "--sigma-scale", "2"],
                             "not calibrated"),
                            (["--sigma-floor", "0.1"], "recalibrate the std map")):

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from cryodiff.benchmark.sr3_mse import one_pass_x0
-from cryodiff.denoise import load_denoiser
+from cryodiff.denoise import load_denoiser, one_pass_x0
 from cryodiff.diffusion import predict_y0_from_eps
 from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.training.data import PairedStackData, generator_for

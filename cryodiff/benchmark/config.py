@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from cryodiff.diffusion import PREDICTIONS
 from cryodiff.errors import CryodiffError
 
 # Every method the benchmark knows, in table order. "sr3" stands for the family of SR3 rows
@@ -58,6 +59,9 @@ class BenchmarkConfig:
     applied in one pass (the trained baselines, the ``"sr3-mse"`` and ``"sr3-pm"``
     post-processors) denoises with the dihedral self-ensemble (:mod:`cryodiff.self_ensemble`);
     Topaz is applied once, as shipped, and the paper-faithful SR3 rows as the paper has them.
+    ``sr3_prediction``: what SR3's network is trained to output, ``"eps"`` (the paper's) or
+    ``"v"``; a v run names its SR3 rows ``sr3v…`` (:meth:`sr3_row`), so that its table
+    combines with an ε run of the same data.
     Pose search (:mod:`cryodiff.alignment`): with ``pose_search`` every 3D set is also
     reconstructed with orientations found by projection matching against the true map, up
     to ``pose_band_A`` Å (None: ``4 ×`` the pixel size, half the Nyquist frequency), from a
@@ -96,7 +100,19 @@ class BenchmarkConfig:
     mse_post_max_steps: int | None = None
     pm_draws: int = 4
     self_ensemble: bool = True
+    sr3_prediction: str = "eps"
     device: str = "auto"
+
+    @property
+    def sr3_name(self) -> str:
+        """The SR3 family's name in row names and work folders: ``"sr3"`` for the paper's
+        ε-prediction, ``"sr3v"`` for a v-predicting SR3 (``sr3_prediction``)."""
+        return "sr3" if self.sr3_prediction == "eps" else f"sr3{self.sr3_prediction}"
+
+    def sr3_row(self, name: str) -> str:
+        """A row name of the SR3 family (``"sr3_10"``, ``"sr3+pp_10"``, ``"sr3-pm4_10"``) as
+        this configuration names it: ``"sr3v-pm4_10"`` for a v-predicting SR3."""
+        return self.sr3_name + name[3:] if name.startswith("sr3") else name
 
     @property
     def training_seed(self) -> int:
@@ -130,6 +146,9 @@ class BenchmarkConfig:
                 or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
             raise CryodiffError(f"training seeds must be distinct integers >= 0, at least one; "
                                 f"got {list(seeds)}")
+        if self.sr3_prediction not in PREDICTIONS:
+            raise CryodiffError(f"unknown SR3 prediction {self.sr3_prediction!r} (choose from "
+                                f"{', '.join(PREDICTIONS)})")
         if self.pm_draws < 1:
             raise CryodiffError(f"pm_draws must be at least 1, got {self.pm_draws}")
         for name in ("mse_post_samples", "mse_post_max_steps"):

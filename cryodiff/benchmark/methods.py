@@ -69,6 +69,35 @@ def train_config_for(config: BenchmarkConfig, condition: Condition) -> TrainConf
                           seed=config.training_seed, device=config.device)
 
 
+def sr3_train_config(config: BenchmarkConfig, condition: Condition) -> TrainConfig:
+    """SR3's training configuration: :func:`train_config_for` with the network predicting
+    ``config.sr3_prediction`` (ε or v)."""
+    train = train_config_for(config, condition)
+    return dataclasses.replace(train, model=dataclasses.replace(
+        train.model, prediction=config.sr3_prediction))
+
+
+def _one_pass_row(denoiser, noisy: torch.Tensor, config: BenchmarkConfig,
+                  train_seconds: float | None) -> MethodOutput:
+    """``sr3v-x0_1``: a v-predicting SR3's own estimate of the clean image at the noisiest
+    level, one network pass from pure noise (there v̂ ≈ −x̂₀, so the network is a regressor of
+    the clean image and its output is a posterior-mean estimate; an ε-model's is useless,
+    :func:`cryodiff.denoise.one_pass_x0`), with the self-ensemble when the
+    configuration has it, as every one-pass network here."""
+    from cryodiff.denoise import one_pass_x0
+
+    start = time.perf_counter()
+
+    def x0(images):
+        return one_pass_x0(denoiser, images, seed=config.training_seed)
+
+    images = self_ensemble(x0, noisy) if config.self_ensemble else x0(noisy)
+    return MethodOutput(config.sr3_row("sr3-x0_1"), "sr3-x0", images,
+                        (time.perf_counter() - start) / len(noisy), train_seconds,
+                        note="the network's x̂₀ at the noisiest level, one pass from pure noise"
+                        + (f"; {SELF_ENSEMBLE_NOTE}" if config.self_ensemble else ""))
+
+
 def _fit_data(name: str, condition: Condition) -> DenoisingData:
     """Trained methods learn from the training split; the rest set parameters on validation."""
     split = condition.train if name in TRAINED_BASELINES else condition.val
@@ -219,7 +248,7 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
     from cryodiff.training.loop import select_device, train
     from cryodiff.training.postprocess import train_postprocessor
 
-    train_config = train_config_for(config, condition)
+    train_config = sr3_train_config(config, condition)
     device = select_device(config.device, verbose=False)
     latest, trained_steps = latest_checkpoint(run_dir), 0
     seconds_file = run_dir / "train_seconds.json"
@@ -311,13 +340,13 @@ def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
                                  seed=config.training_seed, batch_size=256, device=device,
                                  progress=progress).mean
         seconds = (time.perf_counter() - start) / n
-        rows.append(MethodOutput(f"sr3_{steps}", "sr3", samples, seconds, train_seconds,
+        rows.append(MethodOutput(config.sr3_row(f"sr3_{steps}"), "sr3", samples, seconds, train_seconds,
                                  note=f"{steps} {config.sr3_sampler.upper()} steps, no post-processor"))
         if denoiser.postprocessor is None:
             continue
         start = time.perf_counter()
         refined = _postprocess(denoiser, samples, noisy)
-        rows.append(MethodOutput(f"sr3+pp_{steps}", "sr3+pp", refined,
+        rows.append(MethodOutput(config.sr3_row(f"sr3+pp_{steps}"), "sr3+pp", refined,
                                  seconds + (time.perf_counter() - start) / n, train_seconds,
                                  note=f"{steps} {config.sr3_sampler.upper()} steps + post-processor"))
     k, steps, n = config.posterior_samples, config.sr3_fast_steps, config.n_test_2d
@@ -329,8 +358,10 @@ def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
                                 seed=config.training_seed + 1,
                                 batch_size=256, device=device, progress=progress)
         pp = " + post-processor" if denoiser.postprocessor is not None else ""
-        rows.append(MethodOutput(f"sr3_mean{k}_{steps}", "sr3-mean", result.mean,
+        rows.append(MethodOutput(config.sr3_row(f"sr3_mean{k}_{steps}"), "sr3-mean", result.mean,
                                  (time.perf_counter() - start) / n, train_seconds,
                                  note=f"mean of {k} samples, {steps} {config.sr3_sampler.upper()} steps{pp}"))
+    if config.sr3_prediction == "v":
+        rows.append(_one_pass_row(denoiser, test.noisy[:n], config, train_seconds))
     return rows
 

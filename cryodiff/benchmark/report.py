@@ -63,6 +63,9 @@ ASSUMPTIONS = {
     "sr3-pm": "cryodiff's denoiser for PSNR: the mean of K SR3 samples (the posterior mean, "
               "estimated) refined by a post-processor trained on such means with L2 + EMA and "
               "the regression U-Nets' recipe and budget.",
+    "sr3-x0": "a v-predicting SR3's own x̂₀ at the noisiest level, one pass from pure noise: "
+              "there the network regresses the clean image, so this is a free posterior-mean "
+              "estimate (v-runs only).",
     "reference": "the clean CTF-modulated projections: what a perfect denoiser returns.",
 }
 
@@ -262,19 +265,20 @@ def _psnr_curves(results, config: BenchmarkConfig) -> dict:
         test = result.condition.test
         target = test.clean_ctf[:n].double()
         by_name = {o.method: o for o in result.outputs if o.images is not None}
-        steps = [s for s in config.sr3_steps if f"sr3_{s}" in by_name]
+        name = config.sr3_row
+        steps = [s for s in config.sr3_steps if name(f"sr3_{s}") in by_name]
         if not steps:
             continue
 
-        def mean_psnr(name: str) -> float:
-            return float(psnr(by_name[name].images[:n].double(), target).mean())
+        def mean_psnr(row: str) -> float:
+            return float(psnr(by_name[row].images[:n].double(), target).mean())
 
         curves[result.condition.tag] = {
-            "steps": steps, "plain": [mean_psnr(f"sr3_{s}") for s in steps],
-            "postprocessed": [mean_psnr(f"sr3+pp_{s}") for s in steps
-                              if f"sr3+pp_{s}" in by_name] or None,
-            "postprocessed_mse": [(s, mean_psnr(f"sr3+pp-mse_{s}")) for s in steps
-                                  if f"sr3+pp-mse_{s}" in by_name] or None,
+            "steps": steps, "plain": [mean_psnr(name(f"sr3_{s}")) for s in steps],
+            "postprocessed": [mean_psnr(name(f"sr3+pp_{s}")) for s in steps
+                              if name(f"sr3+pp_{s}") in by_name] or None,
+            "postprocessed_mse": [(s, mean_psnr(name(f"sr3+pp-mse_{s}"))) for s in steps
+                                  if name(f"sr3+pp-mse_{s}") in by_name] or None,
             "noisy": float(psnr(test.noisy[:n].double(), target).mean()), "n_images": n}
     return curves
 
@@ -293,8 +297,9 @@ def write_figures(out: Path, config: BenchmarkConfig, results) -> dict:
     fast = config.sr3_fast_steps
     keep = {"noisy", "lowpass", "wiener", "bm3d", "topaz", "noise2noise", "supervised",
             "supervised-l1", "supervised-large", "supervised-2x", "cwf", "cwf-2d",
-            f"sr3_{slow_max}", f"sr3+pp_{fast}", f"sr3+pp-mse_{fast}",
-            f"sr3_mean{config.posterior_samples}_{fast}", f"sr3-pm{config.pm_draws}_{fast}"}
+            *map(config.sr3_row, (f"sr3_{slow_max}", f"sr3+pp_{fast}", f"sr3+pp-mse_{fast}",
+                                  f"sr3_mean{config.posterior_samples}_{fast}",
+                                  f"sr3-pm{config.pm_draws}_{fast}"))}
     for result in results:
         test = result.condition.test
         for o in result.outputs:
@@ -369,7 +374,7 @@ def write_outputs(out: Path, config: BenchmarkConfig, results, command: str | No
     rows = [row for result in results for row in result.rows]
     write_json_atomic(out / "results.json", rows)
     curves = write_figures(out, config, results) if figures else {}
-    main = f"sr3+pp_{config.sr3_fast_steps}"
+    main = config.sr3_row(f"sr3+pp_{config.sr3_fast_steps}")
     saved = choose_denoised(results[0], main) if save_denoised and results else None
     if saved is not None:
         write_denoised_star(out, results[0], saved)

@@ -270,14 +270,14 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
         train_seconds = None if checkpoint is not None else sum(seconds) / len(seconds)
         for method, family in (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm")):
             if family not in config.methods:
-                outputs.append(MethodOutput(method, family, None, status="skipped",
+                outputs.append(MethodOutput(config.sr3_row(method), family, None, status="skipped",
                                             note=NOT_REQUESTED))
     else:
-        outputs.append(MethodOutput("sr3+pp", "sr3+pp", None, status="skipped",
+        outputs.append(MethodOutput(config.sr3_row("sr3+pp"), "sr3+pp", None, status="skipped",
                                     note=NOT_REQUESTED))
         for method, family in (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm")):
             outputs.append(MethodOutput(
-                method, family, None, status="skipped",
+                config.sr3_row(method), family, None, status="skipped",
                 note="refines SR3's samples: needs sr3" if family in config.methods
                 else NOT_REQUESTED))
     result = ConditionResult(condition, outputs, train_seconds=train_seconds,
@@ -304,8 +304,13 @@ def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
         if denoiser.config.box != config.box:
             raise CryodiffError(f"the checkpoint was trained on {denoiser.config.box} px "
                                 f"images, the benchmark uses {config.box} px", path=checkpoint)
+        if denoiser.config.model.prediction != config.sr3_prediction:
+            raise CryodiffError(f"the checkpoint predicts {denoiser.config.model.prediction}, "
+                                f"the benchmark expects {config.sr3_prediction}: pass "
+                                f"--sr3-prediction {denoiser.config.model.prediction}",
+                                path=checkpoint)
     else:
-        run_dir = work_dir / f"sr3_{condition.tag}_seed{seed}"
+        run_dir = work_dir / f"{config.sr3_name}_{condition.tag}_seed{seed}"
         denoiser, train_seconds = train_sr3(condition, config, run_dir, progress)
     log(f"  sr3 (training seed {seed}) trained/loaded ({time.perf_counter() - start:.0f} s)")
     start = time.perf_counter()

@@ -8,11 +8,11 @@ stay as they are):
   row's own samples of the test particles, refined by a post-processor trained for the mean
   (:func:`cryodiff.training.postprocess_mse.train_mse_postprocessor`) on ``steps``-step
   samples of the training split, one post-processor per step count;
-* :func:`one_pass_x0` — the network's own x̂₀ at the first step from pure noise: one network
-  evaluation, ``(y_T − √(1−γ̄_T)·ε̂) / √γ̄_T`` with the schedule's noisiest ``γ̄_T``. With an
-  exact ε̂ this is ``E[y₀ | y_T, particle]``, which at ``γ̄_T → 0`` is the posterior mean;
-  dividing by ``√γ̄_T`` amplifies the network's error (≈ 150× with ε-prediction; its PSNR
-  was 2.5 dB when measured), so it is not a row of the table.
+* :func:`cryodiff.denoise.one_pass_x0` — the network's own x̂₀
+  at the first step from pure noise: one network evaluation. With ε-prediction it divides
+  the network's error by ``√γ̄_T`` (≈ 150×; its PSNR was 2.5 dB when measured), so it is a
+  row of the table only for a v-predicting SR3 (``sr3v-x0_1``,
+  :func:`cryodiff.benchmark.methods.run_sr3`).
 """
 
 from __future__ import annotations
@@ -20,33 +20,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.benchmark.methods import SELF_ENSEMBLE_NOTE, MethodOutput
 from cryodiff.benchmark.post_cache import post_key, trained_post, training_particles
 from cryodiff.denoise import Denoiser
-from cryodiff.diffusion import respace
-from cryodiff.sampling import sample_progressive
-from cryodiff.training.data import generator_for
 from cryodiff.training.postprocess_mse import (mse_post_config, refine_views,
                                                train_mse_postprocessor)
-
-
-@torch.no_grad()
-def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
-                batch_size: int = 256) -> torch.Tensor:
-    """x̂₀ of the first reverse step from ``y_T ~ N(0, I)`` for ``noisy (N, L, L)``; raw units."""
-    norm, device = denoiser.normalisation, next(denoiser.model.parameters()).device
-    schedule = respace(denoiser.schedule, 1).to(device)
-    out = []
-    for number, start in enumerate(range(0, len(noisy), batch_size)):
-        condition = norm.condition(noisy[start:start + batch_size].float())[:, None].to(device)
-        first = next(sample_progressive(denoiser.model, condition, schedule, "ddpm",
-                                        generator=generator_for(seed, number, device=device)))
-        out.append(norm.denormalise(first["y0"][:, 0]).cpu())
-    return torch.cat(out)
 
 
 def run_sr3_mse(denoiser: Denoiser, condition: Condition, config: BenchmarkConfig,
@@ -92,9 +72,9 @@ def run_sr3_mse(denoiser: Denoiser, condition: Condition, config: BenchmarkConfi
                                config.self_ensemble)
         seconds = (row.seconds_per_image or 0.0) + (time.perf_counter() - start) / len(samples)
         rows.append(MethodOutput(
-            f"sr3+pp-mse_{steps}", "sr3-mse", refined, seconds,
+            config.sr3_row(f"sr3+pp-mse_{steps}"), "sr3-mse", refined, seconds,
             None if row.fit_seconds is None else row.fit_seconds + fit_seconds,
-            note=f"the sr3_{steps} samples + a post-processor trained for them with L2 + EMA "
+            note=f"the {config.sr3_row(f'sr3_{steps}')} samples + a post-processor trained for them with L2 + EMA "
                  f"({post.steps} steps on {m} training particles, on top of SR3)"
                  + (f"; {SELF_ENSEMBLE_NOTE}" if config.self_ensemble else "")
                  + ("; trained by an earlier run with the same settings (reused)"

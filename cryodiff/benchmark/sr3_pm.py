@@ -76,7 +76,7 @@ def run_sr3_pm(denoiser: Denoiser, condition: Condition, config: BenchmarkConfig
                                             denoiser, device, train)
     n = config.n_test_3d if "sr3-pm" in config.methods_3d else config.n_test_2d
     noisy = condition.test.noisy[:n]
-    sr3 = next((row for row in sr3_rows if row.method == f"sr3_{steps}"), None)
+    sr3 = next((row for row in sr3_rows if row.method == config.sr3_row(f"sr3_{steps}")), None)
     first = sr3.images[:n] if sr3 is not None and sr3.images is not None \
         and len(sr3.images) >= n else None
     start = time.perf_counter()
@@ -93,5 +93,5 @@ def run_sr3_pm(denoiser: Denoiser, condition: Condition, config: BenchmarkConfig
             f"{post.batch_size} on {m} training particles, the regression U-Nets' recipe, on "
             f"top of SR3)" + (f"; {SELF_ENSEMBLE_NOTE}" if config.self_ensemble else "")
             + ("; trained by an earlier run with the same settings (reused)" if reused else ""))
-    return [MethodOutput(f"sr3-pm{k}_{steps}", "sr3-pm", refined, seconds,
+    return [MethodOutput(config.sr3_row(f"sr3-pm{k}_{steps}"), "sr3-pm", refined, seconds,
                          None if sr3_fit is None else sr3_fit + fit_seconds, note=note)]

@@ -64,6 +64,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "pose search)")
     parser.add_argument("--pm-draws", type=positive_int, metavar="K",
                         help="SR3 samples averaged by the sr3-pm denoiser (default 4)")
+    parser.add_argument("--sr3-prediction", choices=("eps", "v"),
+                        help="what SR3's network learns to output: eps (ε, the paper's; "
+                             "default) or v (√γ̄·ε − √(1−γ̄)·clean); a v run names its SR3 rows "
+                             "sr3v…, so its table combines with an eps run of the same data")
     parser.add_argument("--no-self-ensemble", action="store_true",
                         help="apply the one-pass networks once, not averaged over the 8 "
                              "dihedral flips/rotations of each particle")
@@ -95,6 +99,7 @@ def config_from_args(args: argparse.Namespace):
                  "sr3_sampler": args.sampler,
                  "pose_search": False if args.no_pose_search else None,
                  "pm_draws": args.pm_draws,
+                 "sr3_prediction": args.sr3_prediction,
                  "self_ensemble": False if args.no_self_ensemble else None,
                  "methods": tuple(m for m in config.methods
                                   if (m in args.only if args.only else m not in args.skip))}

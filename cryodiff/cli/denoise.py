@@ -11,7 +11,7 @@ import numpy as np
 from cryodiff.cli.arguments import device, nonnegative_int, positive_int
 from cryodiff.errors import CryodiffError
 
-METHODS = ("sr3", "sr3+pp", "sr3-pm")
+METHODS = ("sr3", "sr3+pp", "sr3-pm", "x0")
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -31,11 +31,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "by the paper's post-processor (`cryodiff train --postprocess`); "
                              "sr3-pm: the mean of the K samples its post-processor was trained "
                              "on, refined (`cryodiff train --pm-postprocess`; the best PSNR). "
+                             "x0: a v-predicting model's (`cryodiff train --prediction v`) "
+                             "own estimate of the clean image, one network pass per view "
+                             "(the fastest). "
                              "Default: sr3+pp when the checkpoint has its post-processor, "
                              "else sr3")
     parser.add_argument("--no-self-ensemble", action="store_true",
-                        help="sr3-pm: refine once instead of averaging the 8 flips and "
-                             "rotations (8x faster refinement, slightly lower PSNR)")
+                        help="sr3-pm, x0: one pass instead of averaging the 8 flips and "
+                             "rotations (8x faster, slightly lower PSNR)")
     parser.add_argument("--steps", type=positive_int,
                         help="sampling steps (default: the post-processor's training steps "
                              "when it is used, else 100)")
@@ -133,9 +136,19 @@ def _method(args: argparse.Namespace, denoiser) -> str:
         raise CryodiffError(f"--samples is for sr3 and sr3+pp: sr3-pm averages the "
                             f"{denoiser.mean_refiner.draws} samples its post-processor was "
                             "trained on (--std writes their std map)")
-    if method != "sr3-pm" and (args.std or args.no_self_ensemble):
-        raise CryodiffError("--std and --no-self-ensemble are for --method sr3-pm (sr3 and "
-                            "sr3+pp write a std map with --samples K > 1)")
+    if method != "sr3-pm" and args.std:
+        raise CryodiffError("--std is for --method sr3-pm (sr3 and sr3+pp write a std map "
+                            "with --samples K > 1)")
+    if method not in ("sr3-pm", "x0") and args.no_self_ensemble:
+        raise CryodiffError("--no-self-ensemble is for --method sr3-pm and x0")
+    if method == "x0":
+        if denoiser.config.model.prediction != "v":
+            raise CryodiffError("--method x0 needs a v-predicting model; this one predicts "
+                                "eps (train with `cryodiff train --prediction v`)",
+                                path=denoiser.checkpoint)
+        if args.samples > 1 or args.steps is not None or args.sampler is not None:
+            raise CryodiffError("--method x0 is one network pass: --samples, --steps and "
+                                "--sampler do not apply")
     if method == "sr3-pm" and args.std and denoiser.mean_refiner.draws == 1:
         raise CryodiffError("--std: this sr3-pm post-processor refines a single sample "
                             "(trained with --pm-draws 1), so there is no spread to write",
@@ -149,8 +162,8 @@ def _method(args: argparse.Namespace, denoiser) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from cryodiff.denoise import (check_particles_fit, denoise_posterior_mean, denoise_with,
-                                  load_denoiser)
+    from cryodiff.denoise import (check_particles_fit, denoise_one_pass,
+                                  denoise_posterior_mean, denoise_with, load_denoiser)
     from cryodiff.io.mrc import StackWriter
     from cryodiff.io.star_write import write_derived_particles
     from cryodiff.training.loop import select_device
@@ -174,7 +187,9 @@ def main(args: argparse.Namespace) -> int:
     check_particles_fit(denoiser, box, pixel_size_A, source)
     method = _method(args, denoiser)
     use_post = method == "sr3+pp"
-    if method == "sr3-pm":
+    if method == "x0":
+        steps, sampler = 1, "one pass"
+    elif method == "sr3-pm":
         steps = args.steps or denoiser.mean_refiner.sampling_steps
         sampler = args.sampler or denoiser.mean_refiner.sampler
     else:
@@ -189,7 +204,12 @@ def main(args: argparse.Namespace) -> int:
             std_path = out.with_name(out.stem + "_std.mrcs")
             std_writer = files.enter_context(StackWriter(std_path, box, header_A))
         for number, (_, images) in enumerate(batches):
-            if method == "sr3-pm":
+            if method == "x0":
+                result = denoise_one_pass(denoiser, images,
+                                          self_ensemble=not args.no_self_ensemble,
+                                          batch_size=args.batch_size, seed=args.seed + number,
+                                          match_scale=not args.keep_scale)
+            elif method == "sr3-pm":
                 result = denoise_posterior_mean(
                     denoiser, images, steps=steps, sampler=sampler,
                     self_ensemble=not args.no_self_ensemble, batch_size=args.batch_size,
@@ -216,6 +236,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _describe(method: str, denoiser, sampler: str, steps: int) -> str:
     """``sr3-pm: mean of 4 DDPM samples of 10 steps, refined`` and the like."""
+    if method == "x0":
+        return "x0: the network's estimate of the clean image, one pass per view"
     if method == "sr3-pm":
         return (f"sr3-pm: mean of {denoiser.mean_refiner.draws} {sampler} samples of {steps} "
                 f"steps, refined")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -44,6 +45,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=("clean_ctf", "clean"),
                         help="clean_ctf: denoise only (default); clean: also undo the CTF")
     parser.add_argument("--seed", type=nonnegative_int)
+    parser.add_argument("--prediction", choices=("eps", "v"),
+                        help="what the network learns to output: eps (ε, the paper's; "
+                             "default) or v (√γ̄·ε − √(1−γ̄)·clean, which keeps the noisiest "
+                             "levels informative about the clean image)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--compile", choices=("none", "default", "reduce-overhead", "max-autotune"),
                         help="torch.compile the training step (reduce-overhead: CUDA graphs, "
@@ -75,14 +80,21 @@ def _config(args: argparse.Namespace):
             base = TrainConfig.from_json(saved.read_text())
         except (json.JSONDecodeError, TypeError) as error:
             raise CryodiffError(f"unreadable config ({error})", path=saved) from None
+        if args.prediction not in (None, base.model.prediction):
+            raise CryodiffError(f"the run predicts {base.model.prediction}; --prediction "
+                                f"{args.prediction} cannot change it on --resume", path=saved)
         return with_overrides(base, steps=args.steps, device=args.device, compile=args.compile,
                               channels_last=args.channels_last,
                               simulate_on_device=args.simulate_on_device)
-    return with_overrides(get_preset(args.preset), steps=args.steps, device=args.device,
-                          batch_size=args.batch_size, snr=args.snr, target=args.target,
-                          seed=args.seed, compile=args.compile,
-                          channels_last=args.channels_last,
-                          simulate_on_device=args.simulate_on_device)
+    config = with_overrides(get_preset(args.preset), steps=args.steps, device=args.device,
+                            batch_size=args.batch_size, snr=args.snr, target=args.target,
+                            seed=args.seed, compile=args.compile,
+                            channels_last=args.channels_last,
+                            simulate_on_device=args.simulate_on_device)
+    if args.prediction is not None:
+        config = dataclasses.replace(config, model=dataclasses.replace(
+            config.model, prediction=args.prediction))
+    return config
 
 
 def _simulate_like(args: argparse.Namespace) -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cryodiff.diffusion import check_prediction, eps_from_v
 from cryodiff.errors import CryodiffError
 from cryodiff.models.layers import UNetBackbone, attention_levels, sinusoidal_embedding
 
@@ -44,6 +45,8 @@ class UNetConfig:
     attention is fixed at construction, so other input sizes keep attention on the same levels.
     ``noise_embedding_dim=None`` uses ``base_channels``; the MLP widens it to
     ``4 * base_channels``. ``norm_groups`` is clamped to a divisor of each layer's channels.
+    ``prediction``: what the last layer is trained to output, ``"eps"`` (ε, SR3's) or ``"v"``
+    (:data:`cryodiff.diffusion.PREDICTIONS`); the model returns ε̂ either way.
     """
 
     image_channels: int = 1
@@ -58,6 +61,7 @@ class UNetConfig:
     norm_groups: int = 32
     noise_embedding_dim: int | None = None
     noise_level_scale: float = 1000.0
+    prediction: str = "eps"
 
     def attention_levels(self) -> tuple[int, ...]:
         """Indices of the levels whose feature maps get self-attention."""
@@ -72,10 +76,12 @@ class UNetConfig:
 
 
 class SR3UNet(nn.Module):
-    """ε-predicting U-Net conditioned on the noisy particle and the noise level ``√γ̄``."""
+    """U-Net conditioned on the noisy particle and the noise level ``√γ̄`` that returns ε̂
+    (trained to output ε, or v and converted: ``config.prediction``)."""
 
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
+        check_prediction(config.prediction)
         self.config = config
         self.embedding_dim = config.noise_embedding_dim or config.base_channels
         hidden = 4 * config.base_channels
@@ -95,14 +101,18 @@ class SR3UNet(nn.Module):
         )
 
     def forward(self, y_t: torch.Tensor, condition: torch.Tensor,
-                noise_level: torch.Tensor) -> torch.Tensor:
+                noise_level: torch.Tensor, raw: bool = False) -> torch.Tensor:
         """Predict ε.
 
         ``y_t (B, image_channels, L, L)``, ``condition (B, condition_channels, L, L)``,
         ``noise_level (B,)`` = ``√γ̄`` (a scalar tensor broadcasts); any L, odd or even.
-        Returns ``ε̂ (B, image_channels, L, L)``.
+        Returns ``ε̂ (B, image_channels, L, L)``; with ``raw`` the last layer's output as
+        trained (ε̂ or v̂, ``config.prediction``).
         """
         noise_level = noise_level.reshape(-1).expand(y_t.shape[0])
         emb = sinusoidal_embedding(noise_level, self.embedding_dim, self.config.noise_level_scale)
         emb = self.noise_mlp(emb.to(y_t.dtype))
-        return self.backbone(torch.cat([condition, y_t], dim=1), emb)
+        out = self.backbone(torch.cat([condition, y_t], dim=1), emb)
+        if raw or self.config.prediction == "eps":
+            return out
+        return eps_from_v(y_t, out, noise_level)  # in y_t's dtype: x̂₀ divides ε̂ by √γ̄

@@ -289,7 +289,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
         with autocast:
             loss = diffusion_loss(step_model, target, condition, schedule, config.loss,
                                   generator_for(config.seed, PURPOSE_NOISE, step, 0),
-                                  shard=(ctx.rank, ctx.world))
+                                  shard=(ctx.rank, ctx.world),
+                                  prediction=config.model.prediction)
         optimiser_step(loss, optimizer, scaler, raw_model, config.grad_clip, ema, step,
                        config.ema_decay)
         window_loss += loss.detach().float()

@@ -1,0 +1,208 @@
+"""v-prediction SR3 (issue 16's lever): the v target, the ε it converts to, the loss, the
+model's raw and converted outputs, training, sampling and the benchmark's ``sr3v`` rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from cryodiff.diffusion import (diffusion_loss, eps_from_v, linear_schedule, predict_y0_from_eps,
+                                q_sample, v_target)
+from cryodiff.errors import CryodiffError
+from cryodiff.models.unet import SR3UNet, UNetConfig
+
+SMALL = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                   attention_resolutions=(), image_size=16, dropout=0.0, norm_groups=4)
+
+
+@pytest.mark.parametrize("level", [0.0066, 0.3, 0.9, 0.999999])
+def test_v_converts_back_to_the_noise_and_the_clean_image(level):
+    g = torch.Generator().manual_seed(1)
+    y0, noise = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)
+    s = torch.full((3,), level)
+    y_t = q_sample(y0, s, noise)
+    v = v_target(y0, noise, s)
+    torch.testing.assert_close(eps_from_v(y_t, v, s), noise, rtol=1e-5, atol=1e-5)
+    if level < 0.99:  # x̂₀ divides by √γ̄: the round trip keeps it at the noisiest level too
+        torch.testing.assert_close(predict_y0_from_eps(y_t, eps_from_v(y_t, v, s), s), y0,
+                                   rtol=1e-4, atol=2e-4)
+    # at the noisiest levels v is (minus) the clean image, at the cleanest the noise
+    if level < 0.01:
+        torch.testing.assert_close(v, -y0, rtol=0, atol=0.05)
+    if level > 0.9999:
+        torch.testing.assert_close(v, noise, rtol=0, atol=0.01)
+
+
+def test_the_loss_is_zero_for_the_oracle_of_its_own_prediction_only():
+    schedule = linear_schedule(100)
+    y0 = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+
+    def oracle_v(y_t, condition, s, raw=False):
+        # v = (√γ̄·y_t − y₀)/√(1−γ̄) for y_t = √γ̄·y₀ + √(1−γ̄)·ε; the condition is y₀ here
+        s = s.reshape(-1, 1, 1, 1)
+        v = (s * y_t - condition) / (1 - s ** 2).sqrt()
+        return v if raw else eps_from_v(y_t, v, s.reshape(-1))
+
+    def oracle_eps(y_t, condition, s, raw=False):
+        s = s.reshape(-1, 1, 1, 1)
+        return (y_t - s * condition) / (1 - s ** 2).sqrt()
+
+    def loss(model, prediction):
+        return diffusion_loss(model, y0, y0, schedule, "l2", torch.Generator().manual_seed(3),
+                              prediction=prediction).item()
+
+    assert loss(oracle_v, "v") < 1e-8
+    assert loss(oracle_eps, "eps") < 1e-8
+    assert loss(oracle_v, "eps") < 1e-8  # its converted output is the exact ε
+    assert loss(oracle_eps, "v") > 0.1  # ε is not v
+    with pytest.raises(CryodiffError, match="x0"):
+        diffusion_loss(oracle_eps, y0, y0, schedule, prediction="x0")
+
+
+def test_a_v_model_returns_the_eps_of_its_raw_output():
+    torch.manual_seed(0)
+    model = SR3UNet(dataclasses.replace(SMALL, prediction="v")).eval()
+    y_t, cond = torch.randn(2, 1, 16, 16), torch.randn(2, 1, 16, 16)
+    s = torch.tensor([0.0066, 0.8])
+    raw = model(y_t, cond, s, raw=True)
+    torch.testing.assert_close(model(y_t, cond, s), eps_from_v(y_t, raw, s))
+    eps_model = SR3UNet(SMALL).eval()
+    eps_model.load_state_dict(model.state_dict())  # same weights, other reading
+    torch.testing.assert_close(eps_model(y_t, cond, s), raw)
+    torch.testing.assert_close(eps_model(y_t, cond, s, raw=True), raw)
+    with pytest.raises(CryodiffError, match="prediction"):
+        SR3UNet(dataclasses.replace(SMALL, prediction="x0"))
+
+
+def test_the_prediction_survives_the_config_round_trip_and_old_configs_read_as_eps():
+    v = dataclasses.replace(SMALL, prediction="v")
+    assert UNetConfig.from_dict(v.to_dict()) == v
+    old = {k: val for k, val in SMALL.to_dict().items() if k != "prediction"}
+    assert UNetConfig.from_dict(old).prediction == "eps"
+
+
+def test_a_v_run_trains_saves_and_samples(tmp_path):
+    from cryodiff.denoise import denoise_with, load_denoiser
+    from cryodiff.training.checkpoint import latest_checkpoint
+    from cryodiff.training.data import PairedStackData
+    from cryodiff.training.loop import train
+    from training_helpers import blob_pairs, tiny_config
+
+    config = tiny_config(steps=60, log_every=20, val_every=1000, checkpoint_every=1000,
+                         lr=2e-3, batch_size=8)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                   prediction="v"))
+    data = PairedStackData(*blob_pairs(200, 16), config)
+    losses = [r["loss"] for r in train(config, tmp_path / "run", data, progress=False).metrics]
+    assert losses[-1] < 0.8 * losses[0]
+    denoiser = load_denoiser(latest_checkpoint(tmp_path / "run"), torch.device("cpu"))
+    assert denoiser.config.model.prediction == "v"
+    assert denoiser.model.config.prediction == "v"
+    noisy, clean = blob_pairs(8, 16, seed=5)
+    out = denoise_with(denoiser, noisy, steps=5, postprocess=False, seed=0).mean
+    assert out.shape == noisy.shape and torch.isfinite(out).all()
+    # cryodiff denoise --method x0: the one-pass estimate through the self-ensemble
+    from cryodiff.cli import main as cli
+    from cryodiff.denoise import denoise_one_pass, one_pass_x0
+    from cryodiff.io.mrc import read_stack, write_stack
+    from cryodiff.self_ensemble import self_ensemble
+
+    direct = denoise_one_pass(denoiser, noisy, seed=2)
+    torch.testing.assert_close(direct.mean, self_ensemble(
+        lambda y: one_pass_x0(denoiser, y, seed=2, batch_size=64), noisy))
+    assert direct.std is None
+    # a trained v-model's x̂₀ is far closer to the clean blobs than the particles are
+    assert _mse(direct.mean, clean) < 0.5 * _mse(noisy, clean)
+    write_stack(tmp_path / "in.mrcs", noisy, 2.0)
+    out_path = tmp_path / "x0.mrcs"
+    assert cli(["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(tmp_path / "run"),
+                "--out", str(out_path), "--method", "x0", "--keep-scale", "--seed", "2",
+                "--batch-size", "64"]) == 0
+    torch.testing.assert_close(read_stack(out_path), direct.mean, rtol=1e-5, atol=1e-5)
+    assert cli(["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(tmp_path / "run"),
+                "--out", str(tmp_path / "x0b.mrcs"), "--method", "x0", "--steps", "3"]) == 2
+    assert not (tmp_path / "x0b.mrcs").exists()
+
+
+def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b) ** 2).mean())
+
+
+def test_the_benchmark_names_a_v_run_sr3v_and_checks_a_loaded_checkpoint():
+    from cryodiff.benchmark.config import get_preset
+
+    config = dataclasses.replace(get_preset("ci"), sr3_prediction="v")
+    config.validate()
+    assert config.sr3_name == "sr3v"
+    assert [config.sr3_row(n) for n in ("sr3_10", "sr3+pp_10", "sr3_mean4_10", "sr3-pm4_10",
+                                        "sr3+pp-mse_10", "cwf", "supervised-2x")] == \
+        ["sr3v_10", "sr3v+pp_10", "sr3v_mean4_10", "sr3v-pm4_10", "sr3v+pp-mse_10", "cwf",
+         "supervised-2x"]
+    paper = get_preset("ci")
+    assert paper.sr3_name == "sr3" and paper.sr3_row("sr3-pm4_10") == "sr3-pm4_10"
+    with pytest.raises(CryodiffError, match="prediction"):
+        dataclasses.replace(paper, sr3_prediction="x0").validate()
+
+
+@pytest.mark.slow
+def test_a_v_benchmark_run_trains_its_own_folder_and_rows(tmp_path):
+    from cryodiff.benchmark import run as bench_run
+    from cryodiff.benchmark.conditions import make_condition
+    from cryodiff.benchmark.config import get_preset
+    from cryodiff.training.checkpoint import latest_checkpoint, load_checkpoint
+    from cryodiff.training.config import TrainConfig
+
+    config = dataclasses.replace(
+        get_preset("ci"), n_train=32, n_val=8, n_test_2d=8, n_test_slow=4, n_test_3d=24,
+        train_steps=3, post_train_steps=3, sr3_steps=(1,), sr3_fast_steps=1,
+        slow_step_threshold=1, posterior_samples=1, pm_draws=2, methods=("sr3", "sr3-pm"),
+        methods_3d=(), pose_search=False, sr3_prediction="v")
+    condition = make_condition("phantom", 0.1, config)
+    result = bench_run.run_condition(condition, config, tmp_path / "work", progress=False,
+                                     log=lambda _: None)
+    rows = {row["method"]: row for row in result.rows if row["status"] == "ok"}
+    assert {"sr3v_1", "sr3v+pp_1", "sr3v-pm2_1", "sr3v-x0_1"} <= set(rows)
+    assert not any(name.startswith(("sr3_", "sr3+", "sr3-")) for name in rows)
+    assert rows["sr3v-x0_1"]["family"] == "sr3-x0" and "self-ensemble" in rows["sr3v-x0_1"]["note"]
+    run_dir = tmp_path / "work" / "sr3v_phantom_snr0.1_seed0"
+    ckpt = latest_checkpoint(run_dir)
+    assert TrainConfig.from_json(load_checkpoint(ckpt)["config"]).model.prediction == "v"
+    # the x̂₀ row is the network's first-step x̂₀ from pure noise, through the self-ensemble
+    from cryodiff.denoise import one_pass_x0
+    from cryodiff.denoise import load_denoiser
+    from cryodiff.self_ensemble import self_ensemble
+
+    denoiser = load_denoiser(ckpt, torch.device("cpu"))
+    expected = self_ensemble(lambda y: one_pass_x0(denoiser, y, seed=0),
+                             condition.test.noisy[:config.n_test_2d])
+    x0_row = next(o for o in result.outputs if o.method == "sr3v-x0_1")
+    torch.testing.assert_close(x0_row.images, expected)
+    # a v checkpoint given to an ε benchmark is refused, naming the flag
+    with pytest.raises(CryodiffError, match="--sr3-prediction v"):
+        bench_run.run_condition(condition, dataclasses.replace(config, sr3_prediction="eps"),
+                                tmp_path / "other", checkpoint=ckpt, progress=False,
+                                log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_cryodiff_train_prediction_flag_and_its_resume_check(tmp_path, capsys):
+    import json
+
+    from cryodiff.cli import main as cli
+    from cryodiff.io.mrc import write_stack
+    from training_helpers import blob_pairs
+
+    noisy, clean = blob_pairs(60, 32)
+    write_stack(tmp_path / "particles.mrcs", noisy, 2.0)
+    write_stack(tmp_path / "clean_ctf.mrcs", clean, 2.0)
+    run = tmp_path / "run"
+    common = ["train", "--data", str(tmp_path), "--out", str(run), "--device", "cpu",
+              "--no-progress"]
+    assert cli(common + ["--steps", "2", "--batch-size", "4", "--prediction", "v"]) == 0
+    assert json.loads((run / "config.json").read_text())["model"]["prediction"] == "v"
+    assert cli(common + ["--resume", "--steps", "3", "--prediction", "eps"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot change it on --resume" in err and "config.json" in err
+    assert cli(common + ["--resume", "--steps", "3", "--prediction", "v"]) == 0

@@ -78,9 +78,10 @@ def test_a_v_model_returns_the_eps_of_its_raw_output():
 
 def test_the_prediction_survives_the_config_round_trip_and_old_configs_read_as_eps():
     v = dataclasses.replace(SMALL, prediction="v")
-    assert UNetConfig.from_dict(v.to_dict()) == v
-    old = {k: val for k, val in SMALL.to_dict().items() if k != "prediction"}
-    assert UNetConfig.from_dict(old).prediction == "eps"
+    assert UNetConfig.from_dict(v.to_dict()) == v and v.to_dict()["prediction"] == "v"
+    # an ε model's dict is the one written before v existed (caches keyed on it stay valid)
+    assert "prediction" not in SMALL.to_dict()
+    assert UNetConfig.from_dict(SMALL.to_dict()) == SMALL and SMALL.prediction == "eps"
 
 
 def test_a_v_run_trains_saves_and_samples(tmp_path):
@@ -121,9 +122,22 @@ def test_a_v_run_trains_saves_and_samples(tmp_path):
                 "--out", str(out_path), "--method", "x0", "--keep-scale", "--seed", "2",
                 "--batch-size", "64"]) == 0
     torch.testing.assert_close(read_stack(out_path), direct.mean, rtol=1e-5, atol=1e-5)
-    assert cli(["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(tmp_path / "run"),
-                "--out", str(tmp_path / "x0b.mrcs"), "--method", "x0", "--steps", "3"]) == 2
+    for extra in (["--steps", "3"], ["--samples", "2"], ["--sampler", "ddim"], ["--std"],
+                  ["--sigma-scale", "2"]):
+        assert cli(["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(tmp_path / "run"),
+                    "--out", str(tmp_path / "x0b.mrcs"), "--method", "x0", *extra]) == 2
     assert not (tmp_path / "x0b.mrcs").exists()
+    assert cli(["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(tmp_path / "run"),
+                "--out", str(tmp_path / "once.mrcs"), "--method", "x0", "--keep-scale",
+                "--seed", "2", "--batch-size", "64", "--no-self-ensemble"]) == 0
+    torch.testing.assert_close(read_stack(tmp_path / "once.mrcs"),
+                               one_pass_x0(denoiser, noisy, seed=2, batch_size=64),
+                               rtol=1e-5, atol=1e-5)
+    # the library call refuses an ε model itself, not only the CLI
+    eps_denoiser = dataclasses.replace(denoiser, config=dataclasses.replace(
+        denoiser.config, model=dataclasses.replace(denoiser.config.model, prediction="eps")))
+    with pytest.raises(CryodiffError, match="v-predicting"):
+        denoise_one_pass(eps_denoiser, noisy)
 
 
 def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -160,13 +174,18 @@ def test_a_v_benchmark_run_trains_its_own_folder_and_rows(tmp_path):
         slow_step_threshold=1, posterior_samples=1, pm_draws=2, methods=("sr3", "sr3-pm"),
         methods_3d=(), pose_search=False, sr3_prediction="v")
     condition = make_condition("phantom", 0.1, config)
-    result = bench_run.run_condition(condition, config, tmp_path / "work", progress=False,
-                                     log=lambda _: None)
-    rows = {row["method"]: row for row in result.rows if row["status"] == "ok"}
+    out = tmp_path / "bench"
+    all_rows = bench_run.run_benchmark(config, out, progress=False, log=lambda _: None)
+    rows = {row["method"]: row for row in all_rows if row["status"] == "ok"}
     assert {"sr3v_1", "sr3v+pp_1", "sr3v-pm2_1", "sr3v-x0_1"} <= set(rows)
-    assert not any(name.startswith(("sr3_", "sr3+", "sr3-")) for name in rows)
+    # every SR3-family row, skipped ones included, carries the v name (none clashes with ε)
+    names = {row["method"] for row in all_rows}
+    assert "sr3v+pp-mse" in names
+    assert not any(name.startswith(("sr3_", "sr3+", "sr3-")) for name in names)
+    assert "sr3v-x0_1" in (out / "results.md").read_text()
+    assert (out / "psnr_vs_steps.png").is_file()  # the report found the sr3v rows
     assert rows["sr3v-x0_1"]["family"] == "sr3-x0" and "self-ensemble" in rows["sr3v-x0_1"]["note"]
-    run_dir = tmp_path / "work" / "sr3v_phantom_snr0.1_seed0"
+    run_dir = out / "work" / "sr3v_phantom_snr0.1_seed0"
     ckpt = latest_checkpoint(run_dir)
     assert TrainConfig.from_json(load_checkpoint(ckpt)["config"]).model.prediction == "v"
     # the x̂₀ row is the network's first-step x̂₀ from pure noise, through the self-ensemble
@@ -177,13 +196,20 @@ def test_a_v_benchmark_run_trains_its_own_folder_and_rows(tmp_path):
     denoiser = load_denoiser(ckpt, torch.device("cpu"))
     expected = self_ensemble(lambda y: one_pass_x0(denoiser, y, seed=0),
                              condition.test.noisy[:config.n_test_2d])
-    x0_row = next(o for o in result.outputs if o.method == "sr3v-x0_1")
+    condition_result = bench_run.run_condition(condition, config, out / "work", progress=False,
+                                               log=lambda _: None)  # reuses the trained run
+    x0_row = next(o for o in condition_result.outputs if o.method == "sr3v-x0_1")
     torch.testing.assert_close(x0_row.images, expected)
-    # a v checkpoint given to an ε benchmark is refused, naming the flag
+    # a v checkpoint given to an ε benchmark is refused, naming the flag, before anything
+    # is trained or written
+    eps = dataclasses.replace(config, sr3_prediction="eps")
     with pytest.raises(CryodiffError, match="--sr3-prediction v"):
-        bench_run.run_condition(condition, dataclasses.replace(config, sr3_prediction="eps"),
-                                tmp_path / "other", checkpoint=ckpt, progress=False,
+        bench_run.run_benchmark(eps, tmp_path / "other", checkpoint=ckpt, progress=False,
                                 log=lambda _: None)
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(CryodiffError, match="--sr3-prediction v"):
+        bench_run.run_condition(condition, eps, tmp_path / "other", checkpoint=ckpt,
+                                progress=False, log=lambda _: None)
 
 
 @pytest.mark.slow
@@ -206,3 +232,36 @@ def test_cryodiff_train_prediction_flag_and_its_resume_check(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot change it on --resume" in err and "config.json" in err
     assert cli(common + ["--resume", "--steps", "3", "--prediction", "v"]) == 0
+
+
+def test_the_v_loss_under_bf16_autocast_matches_float32():
+    """Mixed precision (the GPU's bf16 autocast, here on the CPU): the raw output is bf16, the
+    target float32, the converted ε̂ float32; the loss agrees with full precision."""
+    torch.manual_seed(0)
+    model = SR3UNet(dataclasses.replace(SMALL, prediction="v"))
+    y0, cond = torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16)
+    schedule = linear_schedule(100)
+
+    def loss():
+        return diffusion_loss(model, y0, cond, schedule, "l2",
+                              torch.Generator().manual_seed(5), prediction="v")
+
+    full = loss()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = loss()
+        eps = model(y0, cond, torch.full((4,), 0.5))
+    assert eps.dtype == torch.float32 and torch.isfinite(mixed)
+    assert abs(mixed.item() - full.item()) < 0.02 * full.item()
+
+
+def test_cryodiff_benchmark_takes_the_prediction_flag():
+    import argparse
+
+    from cryodiff.cli.benchmark import add_args, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    assert config_from_args(parser.parse_args([])).sr3_prediction == "eps"
+    assert config_from_args(parser.parse_args(["--sr3-prediction", "v"])).sr3_name == "sr3v"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sr3-prediction", "x0"])

@@ -289,6 +289,26 @@ def load_sr3(checkpoint, device: str = "auto"):
     return load_denoiser(checkpoint, select_device(device, verbose=False))
 
 
+def check_sr3_checkpoint(train: TrainConfig, config: BenchmarkConfig, checkpoint) -> None:
+    """Raise :class:`CryodiffError` (naming ``checkpoint``) unless the SR3 model trained with
+    ``train`` fits ``config``: its box and what its network predicts (``sr3_prediction``, which
+    names the rows ``sr3…`` or ``sr3v…``)."""
+    if train.box != config.box:
+        raise CryodiffError(f"the checkpoint was trained on {train.box} px images, the "
+                            f"benchmark uses {config.box} px", path=checkpoint)
+    if train.model.prediction != config.sr3_prediction:
+        raise CryodiffError(f"the checkpoint predicts {train.model.prediction}, the benchmark "
+                            f"expects {config.sr3_prediction}: pass --sr3-prediction "
+                            f"{train.model.prediction}", path=checkpoint)
+
+
+def checkpoint_config(checkpoint) -> TrainConfig:
+    """The training configuration stored in a run folder's latest checkpoint or a file."""
+    from cryodiff.training.checkpoint import load_checkpoint, resolve_checkpoint
+
+    return TrainConfig.from_json(load_checkpoint(resolve_checkpoint(checkpoint))["config"])
+
+
 def find_trained_run(folder) -> TrainConfig | None:
     """The training configuration of the run in ``folder`` if it holds a checkpoint (e.g.
     notebook 02's ``{run_dir}/train``), else None."""

@@ -287,7 +287,8 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
     ``out_dir/work``). ``n_particles``: real particles scored (default ``config.n_test_2d``).
     Writes ``out_dir/results.json`` and ``results.md``; returns the rows.
     """
-    from cryodiff.benchmark.methods import (MethodOutput, load_sr3, noisy_output, run_baseline,
+    from cryodiff.benchmark.methods import (MethodOutput, check_sr3_checkpoint, load_sr3,
+                                            noisy_output, run_baseline,
                                             run_sr3, train_sr3)
     from cryodiff.denoise import check_particles_fit
     from cryodiff.training.loop import select_device
@@ -320,8 +321,10 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
         if checkpoint is not None:
             denoiser = load_sr3(checkpoint, config.device)
             check_particles_fit(denoiser, config.box, condition.pixel_size_A)
+            check_sr3_checkpoint(denoiser.config, config, checkpoint)
         else:
-            denoiser, train_seconds = train_sr3(condition, config, work / "sr3", progress)
+            denoiser, train_seconds = train_sr3(condition, config, work / config.sr3_name,
+                                                progress)
         sr3_rows = run_sr3(denoiser, condition, config, train_seconds)
         outputs += sr3_rows
         log("  sr3: sampled")
@@ -329,14 +332,16 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
             from cryodiff.benchmark.sr3_pm import run_sr3_pm
 
             outputs += run_sr3_pm(denoiser, condition, config, sr3_rows,
-                                  cache_dir=None if checkpoint is not None else work / "sr3")
+                                  cache_dir=None if checkpoint is not None
+                                  else work / config.sr3_name)
             log("  sr3-pm: trained and applied")
     for family, method in (("sr3-pm", "sr3-pm"), ("sr3-mse", "sr3+pp-mse")):
         if family in config.methods and not any(o.family == family for o in outputs):
             note = ("refines SR3's samples: needs sr3" if "sr3" not in config.methods else
                     "not run on real particles (its post-processors need many samples of the "
                     "training particles at every step count)")
-            outputs.append(MethodOutput(method, family, None, status="skipped", note=note))
+            outputs.append(MethodOutput(config.sr3_row(method), family, None,
+                                        status="skipped", note=note))
     rows = score_real(outputs, condition.test, condition.pixel_size_A, condition.map_name)
     _write(out, rows, config, references, condition, star, map_path, Path(training_dir),
            command, time.perf_counter() - start)

@@ -33,7 +33,6 @@ from cryodiff.benchmark.methods import (TRAINED_BASELINES, MethodOutput, noisy_o
                                         run_baseline, run_sr3, train_sr3)
 from cryodiff.benchmark.seeds import (SeededOutput, combine_seeds, images_per_seed,
                                       per_image_psnr, seed_metrics)
-from cryodiff.errors import CryodiffError
 from cryodiff.fsc import FscResult, MaskedFsc
 
 # Methods whose statistics come from the very images they denoise (CWF's covariance): for
@@ -299,16 +298,9 @@ def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     seed, start = config.training_seed, time.perf_counter()
     train_seconds, run_dir = None, None
     if checkpoint is not None:
-        from cryodiff.benchmark.methods import load_sr3
+        from cryodiff.benchmark.methods import check_sr3_checkpoint, load_sr3
         denoiser = load_sr3(checkpoint, config.device)
-        if denoiser.config.box != config.box:
-            raise CryodiffError(f"the checkpoint was trained on {denoiser.config.box} px "
-                                f"images, the benchmark uses {config.box} px", path=checkpoint)
-        if denoiser.config.model.prediction != config.sr3_prediction:
-            raise CryodiffError(f"the checkpoint predicts {denoiser.config.model.prediction}, "
-                                f"the benchmark expects {config.sr3_prediction}: pass "
-                                f"--sr3-prediction {denoiser.config.model.prediction}",
-                                path=checkpoint)
+        check_sr3_checkpoint(denoiser.config, config, checkpoint)
     else:
         run_dir = work_dir / f"{config.sr3_name}_{condition.tag}_seed{seed}"
         denoiser, train_seconds = train_sr3(condition, config, run_dir, progress)
@@ -325,7 +317,8 @@ def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
             rows += run(denoiser, condition, config, rows, cache_dir=run_dir)
         except Exception as error:  # the SR3 rows already measured stay in the table
             line = traceback.format_exception_only(type(error), error)[-1].strip()
-            rows.append(MethodOutput(method, family, None, status="failed", note=line[:300]))
+            rows.append(MethodOutput(config.sr3_row(method), family, None, status="failed",
+                                     note=line[:300]))
         log(f"  {family} (training seed {seed}) trained and applied "
             f"({time.perf_counter() - start:.0f} s)")
     return rows, train_seconds
@@ -345,6 +338,10 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | os.PathLike,
     from cryodiff.benchmark.report import write_outputs
 
     config.validate()
+    if checkpoint is not None and "sr3" in config.methods:
+        from cryodiff.benchmark.methods import check_sr3_checkpoint, checkpoint_config
+        # before anything is trained or written: a misfit would surface after the baselines
+        check_sr3_checkpoint(checkpoint_config(checkpoint), config, checkpoint)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -68,7 +68,12 @@ class UNetConfig:
         return attention_levels(self.image_size, self.channel_mults, self.attention_resolutions)
 
     def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
+        """JSON-ready dict; ``prediction`` only when it is not the paper's ``"eps"``, so an ε
+        model's configuration (and every cache key built from it) reads as before v existed."""
+        data = config_to_dict(self)
+        if data["prediction"] == "eps":
+            del data["prediction"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetConfig:

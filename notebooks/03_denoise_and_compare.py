@@ -90,7 +90,9 @@ config = dataclasses.replace(
     n_test_3d=n_test_3d, train_steps=train_steps, post_train_steps=max(20, train_steps // 2),
     sr3_steps=tuple(sr3_steps), sr3_fast_steps=min(sr3_steps),
     slow_step_threshold=min(sr3_steps), posterior_samples=posterior_samples,
-    methods=tuple(methods), methods_3d=tuple(methods_3d), seed=seed, device=device)
+    methods=tuple(methods), methods_3d=tuple(methods_3d), seed=seed, device=device,
+    # a v-predicting run from notebook 02 (prediction="v") names its rows sr3v…
+    sr3_prediction=trained.model.prediction if trained is not None else "eps")
 
 # %% [markdown]
 # ## What each baseline assumes
@@ -236,7 +238,7 @@ display(Markdown((out_dir / "results.md").read_text()))
 
 # %%
 by_method = {row["method"]: row for row in rows}
-main = f"sr3+pp_{config.sr3_fast_steps}"
+main = config.sr3_row(f"sr3+pp_{config.sr3_fast_steps}")
 scored = [r for r in rows if r["status"] == "ok" and r["psnr"] is not None and r["method"] != "noisy"]
 best = max(scored, key=lambda r: r["psnr"]) if scored else None
 record = {

@@ -286,6 +286,15 @@ def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
     return torch.cat(out)
 
 
+def check_one_pass(denoiser: Denoiser) -> None:
+    """Raise :class:`CryodiffError` (naming the checkpoint) unless ``denoiser`` predicts v:
+    an ε-model's one-pass x̂₀ divides its error by ``√γ̄_T``."""
+    if denoiser.config.model.prediction != "v":
+        raise CryodiffError(f"x0 needs a v-predicting model; this one predicts "
+                            f"{denoiser.config.model.prediction} (train with `cryodiff train "
+                            f"--prediction v`)", path=denoiser.checkpoint)
+
+
 def denoise_one_pass(denoiser: Denoiser, images: torch.Tensor, *, self_ensemble: bool = True,
                      batch_size: int = 64, seed: int = 0,
                      match_scale: bool = False) -> DenoiseResult:
@@ -295,10 +304,7 @@ def denoise_one_pass(denoiser: Denoiser, images: torch.Tensor, *, self_ensemble:
     ε-predicting checkpoint (``cryodiff train --prediction v`` trains one that fits)."""
     from cryodiff.self_ensemble import self_ensemble as dihedral_mean
 
-    if denoiser.config.model.prediction != "v":
-        raise CryodiffError("x0 needs a v-predicting model (its one-pass estimate of the clean "
-                            "image); this one predicts eps: train with `cryodiff train "
-                            "--prediction v`", path=denoiser.checkpoint)
+    check_one_pass(denoiser)
 
     def x0(x: torch.Tensor) -> torch.Tensor:
         return one_pass_x0(denoiser, x, seed=seed, batch_size=batch_size)

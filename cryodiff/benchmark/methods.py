@@ -72,9 +72,8 @@ def train_config_for(config: BenchmarkConfig, condition: Condition) -> TrainConf
 def sr3_train_config(config: BenchmarkConfig, condition: Condition) -> TrainConfig:
     """SR3's training configuration: :func:`train_config_for` with the network predicting
     ``config.sr3_prediction`` (ε or v)."""
-    train = train_config_for(config, condition)
-    return dataclasses.replace(train, model=dataclasses.replace(
-        train.model, prediction=config.sr3_prediction))
+    return with_overrides(train_config_for(config, condition),
+                          prediction=config.sr3_prediction)
 
 
 def _one_pass_row(denoiser, noisy: torch.Tensor, config: BenchmarkConfig,

@@ -142,10 +142,9 @@ def _method(args: argparse.Namespace, denoiser) -> str:
     if method not in ("sr3-pm", "x0") and args.no_self_ensemble:
         raise CryodiffError("--no-self-ensemble is for --method sr3-pm and x0")
     if method == "x0":
-        if denoiser.config.model.prediction != "v":
-            raise CryodiffError("--method x0 needs a v-predicting model; this one predicts "
-                                "eps (train with `cryodiff train --prediction v`)",
-                                path=denoiser.checkpoint)
+        from cryodiff.denoise import check_one_pass
+
+        check_one_pass(denoiser)
         if args.samples > 1 or args.steps is not None or args.sampler is not None:
             raise CryodiffError("--method x0 is one network pass: --samples, --steps and "
                                 "--sampler do not apply")

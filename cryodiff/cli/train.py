@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -86,15 +85,12 @@ def _config(args: argparse.Namespace):
         return with_overrides(base, steps=args.steps, device=args.device, compile=args.compile,
                               channels_last=args.channels_last,
                               simulate_on_device=args.simulate_on_device)
-    config = with_overrides(get_preset(args.preset), steps=args.steps, device=args.device,
-                            batch_size=args.batch_size, snr=args.snr, target=args.target,
-                            seed=args.seed, compile=args.compile,
-                            channels_last=args.channels_last,
-                            simulate_on_device=args.simulate_on_device)
-    if args.prediction is not None:
-        config = dataclasses.replace(config, model=dataclasses.replace(
-            config.model, prediction=args.prediction))
-    return config
+    return with_overrides(get_preset(args.preset), steps=args.steps, device=args.device,
+                          batch_size=args.batch_size, snr=args.snr, target=args.target,
+                          seed=args.seed, compile=args.compile,
+                          channels_last=args.channels_last,
+                          simulate_on_device=args.simulate_on_device,
+                          prediction=args.prediction)
 
 
 def _simulate_like(args: argparse.Namespace) -> Path:

@@ -142,13 +142,18 @@ class TrainConfig:
 
 def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
     """``config`` with the non-``None`` overrides applied; keeps the model sizes in step with
-    ``box`` (the U-Nets' ``image_size`` anchors their attention resolutions)."""
+    ``box`` (the U-Nets' ``image_size`` anchors their attention resolutions). ``prediction``
+    sets the SR3 network's ``model.prediction`` (``"eps"`` or ``"v"``)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    prediction = overrides.pop("prediction", None)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise CryodiffError(f"unknown training option(s): {', '.join(unknown)}")
     config = dataclasses.replace(config, **overrides)
+    if prediction is not None:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                       prediction=prediction))
     if config.model.image_size != config.box or config.postprocess.image_size != config.box:
         config = dataclasses.replace(
             config, model=dataclasses.replace(config.model, image_size=config.box),

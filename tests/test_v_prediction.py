@@ -73,7 +73,7 @@ def test_a_v_model_returns_the_eps_of_its_raw_output():
     torch.testing.assert_close(eps_model(y_t, cond, s), raw)
     torch.testing.assert_close(eps_model(y_t, cond, s, raw=True), raw)
     with pytest.raises(CryodiffError, match="prediction"):
-        SR3UNet(dataclasses.replace(SMALL, prediction="x0"))
+        dataclasses.replace(SMALL, prediction="x0")
 
 
 def test_the_prediction_survives_the_config_round_trip_and_old_configs_read_as_eps():
@@ -232,6 +232,27 @@ def test_cryodiff_train_prediction_flag_and_its_resume_check(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot change it on --resume" in err and "config.json" in err
     assert cli(common + ["--resume", "--steps", "3", "--prediction", "v"]) == 0
+    # a damaged prediction in the run's config.json or its checkpoint: one line naming the file
+    import torch as torch_
+
+    from cryodiff.training.checkpoint import latest_checkpoint
+
+    saved = json.loads((run / "config.json").read_text())
+    saved["model"]["prediction"] = "x0"
+    (run / "config.json").write_text(json.dumps(saved))
+    assert cli(common + ["--resume", "--steps", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unreadable config" in err and "config.json" in err and "x0" in err
+    assert len(err.splitlines()) == 1
+    ckpt = latest_checkpoint(run)
+    state = torch_.load(ckpt, weights_only=True)
+    state["config"] = json.dumps(saved)
+    torch_.save(state, ckpt)
+    assert cli(["denoise", str(tmp_path / "particles.mrcs"), "--checkpoint", str(ckpt), "--out",
+                str(tmp_path / "d.mrcs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "configuration is damaged" in err and ckpt.name in err
+    assert not (tmp_path / "d.mrcs").exists()
 
 
 def test_the_v_loss_under_bf16_autocast_matches_float32():

@@ -77,7 +77,7 @@ def _config(args: argparse.Namespace):
             raise CryodiffError("--resume given but the run has no config.json", path=args.out)
         try:
             base = TrainConfig.from_json(saved.read_text())
-        except (json.JSONDecodeError, TypeError) as error:
+        except (json.JSONDecodeError, TypeError, CryodiffError) as error:
             raise CryodiffError(f"unreadable config ({error})", path=saved) from None
         if args.prediction not in (None, base.model.prediction):
             raise CryodiffError(f"the run predicts {base.model.prediction}; --prediction "

@@ -63,6 +63,9 @@ class UNetConfig:
     noise_level_scale: float = 1000.0
     prediction: str = "eps"
 
+    def __post_init__(self) -> None:
+        check_prediction(self.prediction)  # a damaged config fails where it is read
+
     def attention_levels(self) -> tuple[int, ...]:
         """Indices of the levels whose feature maps get self-attention."""
         return attention_levels(self.image_size, self.channel_mults, self.attention_resolutions)
@@ -86,7 +89,6 @@ class SR3UNet(nn.Module):
 
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
-        check_prediction(config.prediction)
         self.config = config
         self.embedding_dim = config.noise_embedding_dim or config.base_channels
         hidden = 4 * config.base_channels

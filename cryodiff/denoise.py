@@ -19,6 +19,7 @@ model is applied only to images of its box and pixel size (:func:`check_particle
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -268,21 +269,32 @@ def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
                 batch_size: int = 256) -> torch.Tensor:
     """x̂₀ of the first reverse step from ``y_T ~ N(0, I)`` for ``noisy (N, L, L)``; raw units.
 
-    One network evaluation at the schedule's noisiest level ``γ̄_T``: ``(y_T − √(1−γ̄_T)·ε̂) /
-    √γ̄_T``. With an exact model this is ``E[y₀ | y_T, particle]``, and at ``γ̄_T → 0`` the
-    posterior mean. A v-predicting model (``prediction="v"``) learns it directly (there
-    ``v ≈ −y₀``); an ε-model's error is divided by ``√γ̄_T`` (≈ 150× for SR3's schedule).
+    One network evaluation at the schedule's noisiest level ``γ̄_T``. With an exact model this
+    is ``E[y₀ | y_T, particle]``, and at ``γ̄_T → 0`` the posterior mean. A v-predicting model
+    (``prediction="v"``) gives it directly, ``√γ̄_T·y_T − √(1−γ̄_T)·v̂`` (there ``v ≈ −y₀``);
+    an ε-model's ``(y_T − √(1−γ̄_T)·ε̂) / √γ̄_T`` divides its error by ``√γ̄_T`` (≈ 150× for
+    SR3's schedule). ``y_T`` is drawn as the first step of the sampler draws it, per batch.
     """
-    from cryodiff.sampling import sample_progressive
+    from cryodiff.diffusion import predict_y0_from_eps, y0_from_v
+    from cryodiff.threads import adapt_threads
 
     norm, device = denoiser.normalisation, next(denoiser.model.parameters()).device
-    schedule = respace(denoiser.schedule, 1).to(device)
+    sqrt_gamma = math.sqrt(float(denoiser.schedule.gammas_exact[-1]))
+    v_model = denoiser.config.model.prediction == "v"
     out = []
     for number, start in enumerate(range(0, len(noisy), batch_size)):
         condition = norm.condition(noisy[start:start + batch_size].float())[:, None].to(device)
-        first = next(sample_progressive(denoiser.model, condition, schedule, "ddpm",
-                                        generator=generator_for(seed, number, device=device)))
-        out.append(norm.denormalise(first["y0"][:, 0]).cpu())
+        adapt_threads(condition.device)
+        generator = generator_for(seed, number, device=device)
+        y_t = torch.randn(condition.shape, generator=generator, device=generator.device,
+                          dtype=condition.dtype).to(condition.device)
+        level = condition.new_full((len(condition),), sqrt_gamma)
+        if v_model:
+            y0 = y0_from_v(y_t, denoiser.model(y_t, condition, level, raw=True), level)
+        else:
+            y0 = predict_y0_from_eps(y_t, denoiser.model(y_t, condition, level).to(y_t.dtype),
+                                     level)
+        out.append(norm.denormalise(y0[:, 0]).cpu())
     return torch.cat(out)
 
 

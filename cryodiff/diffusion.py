@@ -191,6 +191,13 @@ def eps_from_v(y_t: torch.Tensor, v: torch.Tensor, sqrt_gamma: torch.Tensor) -> 
     return _sqrt_one_minus_square(s) * y_t + s * v.to(y_t.dtype)
 
 
+def y0_from_v(y_t: torch.Tensor, v: torch.Tensor, sqrt_gamma: torch.Tensor) -> torch.Tensor:
+    """``ŷ₀ = √γ̄·y_t − √(1−γ̄)·v̂`` (exact for the v of :func:`v_target`, at every noise level
+    and schedule; no division by ``√γ̄``)."""
+    s = _per_image(sqrt_gamma, y_t)
+    return s * y_t - _sqrt_one_minus_square(s) * v.to(y_t.dtype)
+
+
 def check_prediction(prediction: str) -> str:
     """``prediction`` if it is one of :data:`PREDICTIONS`, else :class:`CryodiffError`."""
     if prediction not in PREDICTIONS:

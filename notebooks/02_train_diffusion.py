@@ -60,7 +60,6 @@ from cryodiff.threads import configure_threads
 configure_threads()  # before torch loads: one thread per idle core (cryodiff/threads.py)
 
 import shutil
-from pathlib import Path
 
 import torch
 
@@ -71,7 +70,6 @@ from cryodiff.io.atomic import write_json_atomic
 from cryodiff.io.mrc import stack_info
 from cryodiff.notebook_runner import resolve_run_dir
 from cryodiff.metrics import psnr, ssim
-from cryodiff.models.postprocess import PostProcessUNet
 from cryodiff.models.unet import SR3UNet
 from cryodiff.plots.diffusion import (plot_forward_process, plot_psnr_vs_steps,
                                       plot_reverse_process, plot_schedules)

@@ -127,6 +127,32 @@ def test_sr3_checkpoint_of_the_simulation_scores_on_the_real_particles(simulated
                                                                        rel=1e-5)
 
 
+def test_a_v_checkpoint_gives_the_x0_and_blend_rows_on_real_particles(simulated, tmp_path):
+    """A v-predicting SR3 on real particles: its one-pass x̂₀ and the sr3v-pm+x0 blend (the
+    pixelwise mean of sr3v-pm and sr3v-x0_1) are scored beside sr3v-pm, as in the simulation."""
+    from cryodiff.training.config import with_overrides
+    from cryodiff.training.data import PairedStackData
+    from cryodiff.training.loop import train
+    from training_helpers import tiny_config
+
+    map_path, real, training = simulated
+    train_config = with_overrides(tiny_config(box=BOX, steps=2, val_every=100), prediction="v")
+    train(train_config, tmp_path / "run", PairedStackData.from_folder(training, train_config),
+          progress=False)
+    config = dataclasses.replace(
+        BenchmarkConfig(), box=BOX, n_val=8, methods=("sr3", "sr3-pm"), sr3_steps=(2,),
+        sr3_fast_steps=2, posterior_samples=1, pm_draws=2, train_steps=3, device="cpu",
+        sr3_prediction="v")
+    rows = run_real_benchmark(real / "particles.star", map_path, config, tmp_path / "out",
+                              training_dir=training, n_particles=6,
+                              map_pixel_size_A=MAP_PIXEL_A, checkpoint=tmp_path / "run",
+                              progress=False, log=lambda _: None)
+    by_name = {r["method"]: r for r in rows}
+    for method in ("sr3v_2", "sr3v-pm2_2", "sr3v-x0_1", "sr3v-pm+x0"):
+        assert by_name[method]["status"] == "ok" and by_name[method]["n_test_2d"] == 6
+    assert "mean of sr3v-pm2_2 and sr3v-x0_1" in by_name["sr3v-pm+x0"]["note"]
+
+
 def test_matched_simulation_follows_the_particles(simulated, tmp_path):
     """Without --training the methods learn from `simulate --like` of the particles: same box
     and pixel size, and an SNR near the one the particles were simulated at (0.1)."""

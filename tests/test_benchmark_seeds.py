@@ -10,8 +10,8 @@ import torch
 
 from cryodiff.benchmark.evaluate import metrics_2d, paired_difference, paired_psnr_difference
 from cryodiff.benchmark.methods import MethodOutput
-from cryodiff.benchmark.seeds import (SeededOutput, combine_seeds, images_per_seed,
-                                      per_image_psnr, seed_metrics)
+from cryodiff.benchmark.seeds import (SeededOutput, combine_seed_rows, combine_seeds,
+                                      images_per_seed, per_image_psnr, seed_metrics)
 
 
 def _images(n=6, size=16, levels=(0.1, 0.2, 0.4), seed=0):
@@ -47,6 +47,26 @@ def test_a_failed_seed_fails_the_row_and_names_the_seed():
     assert out.note == "training seed 7: boom"
     single = combine_seeds(runs[1:], (7,), n_2d=4)
     assert single.note == "boom"  # one seed: nothing to name
+
+
+def test_a_row_one_seed_did_not_produce_fails_naming_that_seed():
+    """sr3v-pm+x0 exists under seed 0 but not under seed 1 (its sr3-pm failed there and was
+    named otherwise): every name keeps its row, in first-seen order; none ends the condition."""
+    _, images = _images()
+    seed0 = {"sr3v_10": MethodOutput("sr3v_10", "sr3", images[0]),
+             "sr3v-pm4_10": MethodOutput("sr3v-pm4_10", "sr3-pm", images[1]),
+             "sr3v-pm+x0": MethodOutput("sr3v-pm+x0", "sr3-pm+x0", images[2])}
+    seed1 = {"sr3v_10": MethodOutput("sr3v_10", "sr3", images[1]),
+             "sr3v-pm": MethodOutput("sr3v-pm", "sr3-pm", None, status="failed", note="oom")}
+    out = combine_seed_rows([seed0, seed1], (0, 1), n_2d=4)
+    assert [o.method for o in out] == ["sr3v_10", "sr3v-pm4_10", "sr3v-pm+x0", "sr3v-pm"]
+    by_name = {o.method: o for o in out}
+    assert by_name["sr3v_10"].status == "ok" and len(by_name["sr3v_10"].seed_images) == 2
+    assert by_name["sr3v-pm+x0"].status == "failed"
+    assert by_name["sr3v-pm+x0"].family == "sr3-pm+x0"
+    assert by_name["sr3v-pm+x0"].note.startswith("training seed 1: not produced")
+    assert by_name["sr3v-pm"].status == "failed" and "training seed 0" in by_name["sr3v-pm"].note
+    assert by_name["sr3v-pm"].family == "sr3-pm"
 
 
 def test_seed_metrics_are_means_over_seeds_with_the_sample_spread():

@@ -154,6 +154,8 @@ def test_the_benchmark_names_a_v_run_sr3v_and_checks_a_loaded_checkpoint():
                                         "sr3+pp-mse_10", "cwf", "supervised-2x")] == \
         ["sr3v_10", "sr3v+pp_10", "sr3v_mean4_10", "sr3v-pm4_10", "sr3v+pp-mse_10", "cwf",
          "supervised-2x"]
+    assert config.sr3_row("sr3v-pm4_10") == "sr3v-pm4_10"  # idempotent
+    assert config.sr3_row(config.sr3_row("sr3_mean4_10")) == "sr3v_mean4_10"
     paper = get_preset("ci")
     assert paper.sr3_name == "sr3" and paper.sr3_row("sr3-pm4_10") == "sr3-pm4_10"
     with pytest.raises(CryodiffError, match="prediction"):
@@ -161,7 +163,7 @@ def test_the_benchmark_names_a_v_run_sr3v_and_checks_a_loaded_checkpoint():
 
 
 @pytest.mark.slow
-def test_a_v_benchmark_run_trains_its_own_folder_and_rows(tmp_path):
+def test_a_v_benchmark_run_trains_its_own_folder_and_rows(tmp_path, monkeypatch):
     from cryodiff.benchmark import run as bench_run
     from cryodiff.benchmark.conditions import make_condition
     from cryodiff.benchmark.config import get_preset
@@ -200,6 +202,27 @@ def test_a_v_benchmark_run_trains_its_own_folder_and_rows(tmp_path):
                                                log=lambda _: None)  # reuses the trained run
     x0_row = next(o for o in condition_result.outputs if o.method == "sr3v-x0_1")
     torch.testing.assert_close(x0_row.images, expected)
+    # sr3v-pm+x0: the pixelwise mean of the two posterior-mean estimates, in the table too
+    by_name = {o.method: o for o in condition_result.outputs}
+    blend = by_name["sr3v-pm+x0"]
+    assert blend.family == "sr3-pm+x0" and rows["sr3v-pm+x0"]["status"] == "ok"
+    torch.testing.assert_close(blend.images, (by_name["sr3v-pm2_1"].images[:8]
+                                              + x0_row.images) / 2)
+    assert rows["sr3v-pm+x0"]["fit_seconds"] == pytest.approx(rows["sr3v-pm2_1"]["fit_seconds"])
+    # a failing x̂₀ costs its own row (and the blend) only, never SR3's rows
+    import cryodiff.denoise
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("x0 broke")
+
+    monkeypatch.setattr(cryodiff.denoise, "one_pass_x0", broken)
+    again = {o.method: o for o in bench_run.run_condition(
+        condition, config, out / "work", progress=False, log=lambda _: None).outputs}
+    assert again["sr3v-x0_1"].status == "failed" and "x0 broke" in again["sr3v-x0_1"].note
+    assert again["sr3v-pm2_1"].status == "ok" and again["sr3v_1"].status == "ok"
+    assert again["sr3v-pm+x0"].status == "failed"
+    assert "sr3v-x0_1 failed" in again["sr3v-pm+x0"].note
+    monkeypatch.undo()
     # a v checkpoint given to an ε benchmark is refused, naming the flag, before anything
     # is trained or written
     eps = dataclasses.replace(config, sr3_prediction="eps")
@@ -286,3 +309,67 @@ def test_cryodiff_benchmark_takes_the_prediction_flag():
     assert config_from_args(parser.parse_args(["--sr3-prediction", "v"])).sr3_name == "sr3v"
     with pytest.raises(SystemExit):
         parser.parse_args(["--sr3-prediction", "x0"])
+
+
+@pytest.mark.parametrize("schedule_name", ["linear", "cosine"])
+def test_the_one_pass_x0_of_an_exact_v_model_is_the_clean_image_at_every_schedule(
+        schedule_name):
+    """x̂₀ comes straight from v̂ (no division by √γ̄_T): an oracle v-model that knows the clean
+    image returns it to float32 precision, whatever the schedule's noisiest level; an ε-model
+    would divide its error by √γ̄_T there (≈ 4·10⁴ for the cosine schedule, ≈ 150 for SR3's)."""
+    from cryodiff.denoise import Denoiser, one_pass_x0
+    from cryodiff.diffusion import make_schedule
+    from cryodiff.training.config import get_preset
+    from cryodiff.training.data import Normalisation
+
+    class OracleV(torch.nn.Module):  # the condition is the clean image itself
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, y_t, condition, s, raw=False):
+            s = s.reshape(-1, 1, 1, 1)
+            v = (s * y_t - condition) / (1 - s ** 2).sqrt()
+            return v if raw else eps_from_v(y_t, v, s.reshape(-1))
+
+    schedule = make_schedule(schedule_name, 2000)
+    base = get_preset("ci")
+    config = dataclasses.replace(base, model=dataclasses.replace(base.model, prediction="v"))
+    denoiser = Denoiser(OracleV(), None, Normalisation(0.0, 1.0, 0.0, 1.0), schedule, config, 0)
+    clean = torch.randn(5, 8, 8, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(one_pass_x0(denoiser, clean, seed=1, batch_size=2), clean,
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_the_one_pass_x0_starts_from_the_samplers_own_first_draw(prediction):
+    """One batch after another, y_T is the draw the sampler's first step makes (same seed
+    stream), so the x̂₀ row reproduces across versions: an ε-model gives exactly the sampler's
+    first ŷ₀, a v-model the same up to the float32 rounding of the ε route."""
+    from cryodiff.denoise import Denoiser, one_pass_x0
+    from cryodiff.diffusion import respace
+    from cryodiff.sampling import sample_progressive
+    from cryodiff.training.config import get_preset
+    from cryodiff.training.data import Normalisation, generator_for
+
+    torch.manual_seed(0)
+    model = SR3UNet(dataclasses.replace(SMALL, prediction=prediction)).eval()
+    schedule = linear_schedule(2000)
+    base = get_preset("ci")
+    config = dataclasses.replace(base, model=dataclasses.replace(SMALL, prediction=prediction))
+    norm = Normalisation(0.5, 2.0, -0.1, 3.0)
+    denoiser = Denoiser(model, None, norm, schedule, config, 0)
+    noisy = torch.randn(5, 16, 16, generator=torch.Generator().manual_seed(3))
+    expected = []
+    for number, start in enumerate(range(0, 5, 2)):
+        condition = norm.condition(noisy[start:start + 2])[:, None]
+        first = next(sample_progressive(model, condition, respace(schedule, 1), "ddpm",
+                                        generator=generator_for(7, number)))
+        expected.append(norm.denormalise(first["y0"][:, 0]))
+    got = one_pass_x0(denoiser, noisy, seed=7, batch_size=2)
+    if prediction == "eps":
+        assert torch.equal(got, torch.cat(expected))
+    else:  # the sampler's ε route divides by √γ̄_T ≈ 0.0066: float32 rounding × 150
+        torch.testing.assert_close(got, torch.cat(expected), rtol=0, atol=5e-4)
+        other_seed = one_pass_x0(denoiser, noisy, seed=8, batch_size=2)
+        assert (other_seed - got).abs().max() > 0.1  # y_T matters for an untrained model

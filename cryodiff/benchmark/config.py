@@ -111,8 +111,11 @@ class BenchmarkConfig:
 
     def sr3_row(self, name: str) -> str:
         """A row name of the SR3 family (``"sr3_10"``, ``"sr3+pp_10"``, ``"sr3-pm4_10"``) as
-        this configuration names it: ``"sr3v-pm4_10"`` for a v-predicting SR3."""
-        return self.sr3_name + name[3:] if name.startswith("sr3") else name
+        this configuration names it: ``"sr3v-pm4_10"`` for a v-predicting SR3. A name that
+        already carries this configuration's prefix is returned as it is."""
+        if name.startswith(self.sr3_name) or not name.startswith("sr3"):
+            return name
+        return self.sr3_name + name[3:]
 
     @property
     def training_seed(self) -> int:

@@ -287,8 +287,8 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
     ``out_dir/work``). ``n_particles``: real particles scored (default ``config.n_test_2d``).
     Writes ``out_dir/results.json`` and ``results.md``; returns the rows.
     """
-    from cryodiff.benchmark.methods import (MethodOutput, check_sr3_checkpoint, load_sr3,
-                                            noisy_output, run_baseline,
+    from cryodiff.benchmark.methods import (MethodOutput, blend_row, check_sr3_checkpoint,
+                                            load_sr3, noisy_output, run_baseline,
                                             run_sr3, train_sr3)
     from cryodiff.denoise import check_particles_fit
     from cryodiff.training.loop import select_device
@@ -331,10 +331,14 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
         if "sr3-pm" in config.methods:
             from cryodiff.benchmark.sr3_pm import run_sr3_pm
 
-            outputs += run_sr3_pm(denoiser, condition, config, sr3_rows,
-                                  cache_dir=None if checkpoint is not None
-                                  else work / config.sr3_name)
+            pm_rows = run_sr3_pm(denoiser, condition, config, sr3_rows,
+                                 cache_dir=None if checkpoint is not None
+                                 else work / config.sr3_name)
+            outputs += pm_rows
             log("  sr3-pm: trained and applied")
+            blend = blend_row(sr3_rows + pm_rows, config)
+            if blend is not None:
+                outputs.append(blend)
     for family, method in (("sr3-pm", "sr3-pm"), ("sr3-mse", "sr3+pp-mse")):
         if family in config.methods and not any(o.family == family for o in outputs):
             note = ("refines SR3's samples: needs sr3" if "sr3" not in config.methods else

@@ -66,6 +66,9 @@ ASSUMPTIONS = {
     "sr3-x0": "a v-predicting SR3's own x̂₀ at the noisiest level, one pass from pure noise: "
               "there the network regresses the clean image, so this is a free posterior-mean "
               "estimate (v-runs only).",
+    "sr3-pm+x0": "the pixelwise mean of sr3v-pm and sr3v-x0_1, a v-predicting SR3's two "
+                 "posterior-mean estimates, with equal weights fixed in advance (v-runs with "
+                 "sr3-pm only).",
     "reference": "the clean CTF-modulated projections: what a perfect denoiser returns.",
 }
 

@@ -29,10 +29,10 @@ from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, halfmap_f
                                          halves_denoised_apart, metrics_2d,
                                          paired_difference, reconstruct_halves,
                                          reconstruct_split, reconstruct_with_pose_search)
-from cryodiff.benchmark.methods import (TRAINED_BASELINES, MethodOutput, noisy_output,
-                                        run_baseline, run_sr3, train_sr3)
-from cryodiff.benchmark.seeds import (SeededOutput, combine_seeds, images_per_seed,
-                                      per_image_psnr, seed_metrics)
+from cryodiff.benchmark.methods import (TRAINED_BASELINES, MethodOutput, blend_row,
+                                        noisy_output, run_baseline, run_sr3, train_sr3)
+from cryodiff.benchmark.seeds import (SeededOutput, combine_seed_rows, combine_seeds,
+                                      images_per_seed, per_image_psnr, seed_metrics)
 from cryodiff.fsc import FscResult, MaskedFsc
 
 # Methods whose statistics come from the very images they denoise (CWF's covariance): for
@@ -261,8 +261,8 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
                                             else r.images[:n_2d].clone()) for r in rows]
             runs.append({row.method: row for row in rows})
             seconds.append(trained)
-        for method in runs[0]:
-            outputs.append(combine_seeds([rows[method] for rows in runs], sr3_seeds, n_2d))
+        for output in combine_seed_rows(runs, sr3_seeds, n_2d):
+            outputs.append(output)
             if len(sr3_seeds) < len(seeds) and outputs[-1].images is not None:
                 outputs[-1].note += (f"; one trained model (--checkpoint): training seed "
                                      f"{sr3_seeds[0]} only")
@@ -289,7 +289,8 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
 def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
               checkpoint: str | os.PathLike | None, progress: bool,
               log: Callable[[str], None]) -> tuple[list[MethodOutput], float | None]:
-    """SR3's rows (and the ``"sr3-mse"``, ``"sr3-pm"`` ones if requested) under
+    """SR3's rows (and the ``"sr3-mse"``, ``"sr3-pm"`` ones if requested, with a v-model's
+    ``sr3v-pm+x0`` blend, :func:`~cryodiff.benchmark.methods.blend_row`) under
     ``config.training_seed``, trained in ``work_dir/sr3_<condition>_seed<S>`` (or loaded from
     ``checkpoint``), and SR3's training seconds (None when loaded)."""
     from cryodiff.benchmark.sr3_mse import run_sr3_mse
@@ -321,6 +322,9 @@ def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
                                      note=line[:300]))
         log(f"  {family} (training seed {seed}) trained and applied "
             f"({time.perf_counter() - start:.0f} s)")
+    blend = blend_row(rows, config)
+    if blend is not None:
+        rows.append(blend)
     return rows, train_seconds
 
 

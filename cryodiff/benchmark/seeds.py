@@ -52,6 +52,23 @@ def combine_seeds(runs: list[MethodOutput], seeds: tuple[int, ...],
                               for i, run in enumerate(runs)))
 
 
+def combine_seed_rows(runs: list[dict[str, MethodOutput]], seeds: tuple[int, ...],
+                      n_2d: int) -> list[MethodOutput]:
+    """One output per row name from the ``{method: row}`` of each training seed (same order as
+    ``seeds``), in the order the names first appear. A row one seed produced and another did
+    not (a failure upstream names its row otherwise, or drops a row built from it) fails,
+    naming that seed, instead of being dropped or ending the condition."""
+    names = dict.fromkeys(name for rows in runs for name in rows)
+    out = []
+    for name in names:
+        family = next(rows[name].family for rows in runs if name in rows)
+        out.append(combine_seeds(
+            [rows.get(name) or MethodOutput(name, family, None, status="failed",
+                                            note="not produced (a row it depends on failed)")
+             for rows in runs], seeds, n_2d))
+    return out
+
+
 def _mean(values: list[float | None]) -> float | None:
     return None if any(v is None for v in values) else sum(values) / len(values)
 

@@ -327,6 +327,29 @@ def denoise_one_pass(denoiser: Denoiser, images: torch.Tensor, *, self_ensemble:
     return _in_training_units(denoiser, images, match_scale, denoise)
 
 
+# Added to the seed of ``pm+x0``'s one-pass x̂₀, so its ``y_T`` is never the first draw of
+# the sr3-pm samples it is averaged with (those use the seed itself).
+PM_X0_SEED_OFFSET = 7_919
+
+
+def denoise_pm_x0(denoiser: Denoiser, images: torch.Tensor, *, steps: int | None = None,
+                  sampler: str | None = None, self_ensemble: bool = True,
+                  batch_size: int = 64, seed: int = 0,
+                  match_scale: bool = False) -> DenoiseResult:
+    """``pm+x0`` of ``images (N, L, L)`` (raw units): the pixelwise mean of
+    :func:`denoise_posterior_mean` (sr3-pm) and :func:`denoise_one_pass` (x0), the benchmark's
+    ``sr3v-pm+x0`` row (equal weights). Needs a v-predicting checkpoint with an sr3-pm
+    post-processor (``cryodiff train --prediction v --pm-postprocess``); raises
+    :class:`CryodiffError` otherwise. Returns no std."""
+    check_one_pass(denoiser)
+    pm = denoise_posterior_mean(denoiser, images, steps=steps, sampler=sampler,
+                                self_ensemble=self_ensemble, batch_size=batch_size, seed=seed,
+                                match_scale=match_scale)
+    x0 = denoise_one_pass(denoiser, images, self_ensemble=self_ensemble, batch_size=batch_size,
+                          seed=seed + PM_X0_SEED_OFFSET, match_scale=match_scale)
+    return DenoiseResult((pm.mean + x0.mean.to(pm.mean.dtype)) / 2, None)
+
+
 def refine_mean(denoiser: Denoiser, mean: torch.Tensor, images: torch.Tensor,
                 self_ensemble: bool = True) -> torch.Tensor:
     """The checkpoint's mean refiner applied to ``mean (N, L, L)``, the mean of its ``K``

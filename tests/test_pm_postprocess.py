@@ -180,7 +180,8 @@ def test_cli_denoise_methods_and_errors(pm_run, tmp_path, capsys):
                            (["--method", "sr3+pp"], "no post-processor for sr3+pp"),
                            (["--method", "sr3-pm", "--no-postprocess"], "contradicts"),
                            (["--std"], "--std is for --method sr3-pm"),
-                           (["--no-self-ensemble"], "is for --method sr3-pm and x0"),
+                           (["--no-self-ensemble"], "is for --method sr3-pm, x0 and pm+x0"),
+                           (["--method", "pm+x0"], "x0 needs a v-predicting model"),
                            (["--method", "sr3-pm", "--std", "--sigma-scale", "2"],
                             "not calibrated"),
                            (["--sigma-floor", "0.1"], "recalibrate the std map")):
@@ -252,3 +253,47 @@ def test_cli_train_pm_postprocess_on_a_finished_run(tmp_path, capsys):
         PairedStackData.from_folder(data_dir, config))
     train_postprocessor(run, PairedStackData.from_folder(data_dir, config), progress=False)
     assert load_denoiser(run).mean_refiner is not None
+
+
+def test_cli_denoise_pm_x0_is_the_mean_of_sr3_pm_and_x0(tmp_path, capsys):
+    """`cryodiff denoise --method pm+x0` (the benchmark's sr3v-pm+x0) on a v-run with its sr3-pm
+    post-processor: the pixelwise mean of the sr3-pm and x0 outputs, the x̂₀ drawn from its
+    own seed stream; its refusals are one line each."""
+    import dataclasses
+
+    from cryodiff.denoise import PM_X0_SEED_OFFSET, denoise_one_pass, denoise_pm_x0
+
+    run = tmp_path / "run"
+    config = tiny_config(steps=4, val_every=100)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                   prediction="v"))
+    train(config, run, _data(config), progress=False)
+    base = ["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(run)]
+    write_stack(tmp_path / "in.mrcs", blob_pairs(3, 16, seed=5)[0], 2.0)
+    assert cli(base + ["--out", str(tmp_path / "none.mrcs"), "--method", "pm+x0"]) == 2
+    assert "no sr3-pm post-processor" in capsys.readouterr().err
+    train_pm_postprocessor(run, _data(config), draws=2, particles=8, steps=3, progress=False)
+    out = tmp_path / "out.mrcs"
+    assert cli(base + ["--out", str(out), "--method", "pm+x0", "--seed", "4"]) == 0
+    assert "pm+x0: sr3-pm (mean of 2 ddpm samples of 2 steps, refined) averaged with x0" \
+        in capsys.readouterr().out
+    denoiser = load_denoiser(run)
+    images = torch.as_tensor(read_stack(tmp_path / "in.mrcs")).float()
+    pm = denoise_posterior_mean(denoiser, images, seed=4, match_scale=True)
+    x0 = denoise_one_pass(denoiser, images, seed=4 + PM_X0_SEED_OFFSET, match_scale=True)
+    assert (pm.mean - x0.mean).abs().max() > 1e-3  # two different estimates
+    torch.testing.assert_close(torch.as_tensor(read_stack(out)).float(),
+                               (pm.mean + x0.mean) / 2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(denoise_pm_x0(denoiser, images, seed=4, match_scale=True).mean,
+                               (pm.mean + x0.mean) / 2)
+    assert not (tmp_path / "out_std.mrcs").exists()
+    for extra, message in ((["--samples", "2"], "pm+x0 averages the 2 samples"),
+                           (["--std"], "--std is for --method sr3-pm"),
+                           (["--sigma-scale", "2"], "recalibrate the std map")):
+        assert cli(base + ["--out", str(tmp_path / "other.mrcs"), "--method", "pm+x0",
+                           *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "other.mrcs").exists()
+    assert cli(base + ["--out", str(tmp_path / "once.mrcs"), "--method", "pm+x0",
+                       "--no-self-ensemble", "--steps", "2"]) == 0

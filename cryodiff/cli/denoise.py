@@ -11,7 +11,7 @@ import numpy as np
 from cryodiff.cli.arguments import device, nonnegative_int, positive_int
 from cryodiff.errors import CryodiffError
 
-METHODS = ("sr3", "sr3+pp", "sr3-pm", "x0")
+METHODS = ("sr3", "sr3+pp", "sr3-pm", "x0", "pm+x0")
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +33,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "on, refined (`cryodiff train --pm-postprocess`; the best PSNR). "
                              "x0: a v-predicting model's (`cryodiff train --prediction v`) "
                              "own estimate of the clean image, one network pass per view "
-                             "(the fastest). "
+                             "(the fastest). pm+x0: the mean of sr3-pm and x0 (a v-model with "
+                             "its sr3-pm post-processor; the benchmark's best cryodiff row). "
                              "Default: sr3+pp when the checkpoint has its post-processor, "
                              "else sr3")
     parser.add_argument("--no-self-ensemble", action="store_true",
-                        help="sr3-pm, x0: one pass instead of averaging the 8 flips and "
+                        help="sr3-pm, x0, pm+x0: one pass instead of averaging the 8 flips "
+                             "and "
                              "rotations (8x faster, slightly lower PSNR)")
     parser.add_argument("--steps", type=positive_int,
                         help="sampling steps (default: the post-processor's training steps "
@@ -128,23 +130,24 @@ def _method(args: argparse.Namespace, denoiser) -> str:
     if method == "sr3+pp" and denoiser.postprocessor is None:
         raise CryodiffError("the checkpoint has no post-processor for sr3+pp; train it with "
                             "`cryodiff train --resume --postprocess`", path=denoiser.checkpoint)
-    if method == "sr3-pm" and denoiser.mean_refiner is None:
+    if method in ("sr3-pm", "pm+x0") and denoiser.mean_refiner is None:
         raise CryodiffError("the checkpoint has no sr3-pm post-processor; train it with "
                             "`cryodiff train --resume --pm-postprocess`",
                             path=denoiser.checkpoint)
-    if method == "sr3-pm" and args.samples > 1:
-        raise CryodiffError(f"--samples is for sr3 and sr3+pp: sr3-pm averages the "
+    if method in ("sr3-pm", "pm+x0") and args.samples > 1:
+        raise CryodiffError(f"--samples is for sr3 and sr3+pp: {method} averages the "
                             f"{denoiser.mean_refiner.draws} samples its post-processor was "
-                            "trained on (--std writes their std map)")
+                            "trained on (--std with sr3-pm writes their std map)")
     if method != "sr3-pm" and args.std:
         raise CryodiffError("--std is for --method sr3-pm (sr3 and sr3+pp write a std map "
                             "with --samples K > 1)")
-    if method not in ("sr3-pm", "x0") and args.no_self_ensemble:
-        raise CryodiffError("--no-self-ensemble is for --method sr3-pm and x0")
-    if method == "x0":
+    if method not in ("sr3-pm", "x0", "pm+x0") and args.no_self_ensemble:
+        raise CryodiffError("--no-self-ensemble is for --method sr3-pm, x0 and pm+x0")
+    if method in ("x0", "pm+x0"):
         from cryodiff.denoise import check_one_pass
 
         check_one_pass(denoiser)
+    if method == "x0":
         if args.samples > 1 or args.steps is not None or args.sampler is not None:
             raise CryodiffError("--method x0 is one network pass: --samples, --steps and "
                                 "--sampler do not apply")
@@ -161,7 +164,7 @@ def _method(args: argparse.Namespace, denoiser) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from cryodiff.denoise import (check_particles_fit, denoise_one_pass,
+    from cryodiff.denoise import (check_particles_fit, denoise_one_pass, denoise_pm_x0,
                                   denoise_posterior_mean, denoise_with, load_denoiser)
     from cryodiff.io.mrc import StackWriter
     from cryodiff.io.star_write import write_derived_particles
@@ -188,7 +191,7 @@ def main(args: argparse.Namespace) -> int:
     use_post = method == "sr3+pp"
     if method == "x0":
         steps, sampler = 1, "one pass"
-    elif method == "sr3-pm":
+    elif method in ("sr3-pm", "pm+x0"):
         steps = args.steps or denoiser.mean_refiner.sampling_steps
         sampler = args.sampler or denoiser.mean_refiner.sampler
     else:
@@ -208,6 +211,11 @@ def main(args: argparse.Namespace) -> int:
                                           self_ensemble=not args.no_self_ensemble,
                                           batch_size=args.batch_size, seed=args.seed + number,
                                           match_scale=not args.keep_scale)
+            elif method == "pm+x0":
+                result = denoise_pm_x0(
+                    denoiser, images, steps=steps, sampler=sampler,
+                    self_ensemble=not args.no_self_ensemble, batch_size=args.batch_size,
+                    seed=args.seed + number, match_scale=not args.keep_scale)
             elif method == "sr3-pm":
                 result = denoise_posterior_mean(
                     denoiser, images, steps=steps, sampler=sampler,
@@ -237,6 +245,9 @@ def _describe(method: str, denoiser, sampler: str, steps: int) -> str:
     """``sr3-pm: mean of 4 DDPM samples of 10 steps, refined`` and the like."""
     if method == "x0":
         return "x0: the network's estimate of the clean image, one pass per view"
+    if method == "pm+x0":
+        return (f"pm+x0: sr3-pm (mean of {denoiser.mean_refiner.draws} {sampler} samples of "
+                f"{steps} steps, refined) averaged with x0")
     if method == "sr3-pm":
         return (f"sr3-pm: mean of {denoiser.mean_refiner.draws} {sampler} samples of {steps} "
                 f"steps, refined")

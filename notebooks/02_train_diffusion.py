@@ -64,7 +64,8 @@ import shutil
 import torch
 
 from cryodiff.course.display import rounded
-from cryodiff.denoise import denoise_one_pass, denoise_posterior_mean, denoise_with, load_denoiser
+from cryodiff.denoise import (denoise_one_pass, denoise_pm_x0, denoise_posterior_mean,
+                              denoise_with, load_denoiser)
 from cryodiff.diffusion import make_schedule
 from cryodiff.io.atomic import write_json_atomic
 from cryodiff.io.mrc import stack_info
@@ -206,7 +207,9 @@ print(f"post-processor: {sum(p.numel() for p in postprocessor.parameters()) / 1e
 # already an estimate of the posterior mean: section 5 then also shows this one-pass `x0`
 # (`cryodiff denoise --method x0`): 8 network passes against `sr3-pm`'s 48. In the
 # benchmark's `cpu-small` runs it is within 0.11 dB of `sr3-pm` (ahead on the ribosome map at
-# SNR 0.05) and has the best SSIM of every row in the three conditions measured.
+# SNR 0.05) and has the best SSIM of every row in the three conditions measured. With both,
+# section 5 also shows their pixelwise mean, `pm+x0` (`cryodiff denoise --method pm+x0`): at
+# the benchmark's `ci` scale it is ahead of both in PSNR in all six conditions.
 
 # %%
 pm_metrics = None
@@ -237,6 +240,8 @@ if denoiser.mean_refiner is not None:
     outputs["sr3-pm"] = denoise_posterior_mean(denoiser, noisy, seed=seed).mean
 if config.model.prediction == "v":  # a v model's own estimate of the clean image, one pass
     outputs["x0 (one pass)"] = denoise_one_pass(denoiser, noisy, seed=seed).mean
+    if denoiser.mean_refiner is not None:  # the two posterior-mean estimates, averaged
+        outputs["pm+x0"] = denoise_pm_x0(denoiser, noisy, seed=seed).mean
 scores = {name: (float(psnr(images, clean).mean()), float(ssim(images, clean).mean()))
           for name, images in outputs.items()}
 for name, (p, s) in scores.items():
@@ -363,6 +368,8 @@ record = {
         "pm_draws": pm_draws} if "sr3-pm" in scores else {}),
     **({"psnr_x0": scores["x0 (one pass)"][0], "ssim_x0": scores["x0 (one pass)"][1]}
        if "x0 (one pass)" in scores else {}),
+    **({"psnr_pm_x0": scores["pm+x0"][0], "ssim_pm_x0": scores["pm+x0"][1]}
+       if "pm+x0" in scores else {}),
     "psnr_vs_steps": sweep.to_dict(),
     "uncertainty": {"samples": k, "sigma_scale": sigma_scale, "sigma_scale_2sigma": band_scale,
                     "coverage_2sigma_band": band.coverage_2sigma,

@@ -91,29 +91,42 @@ def test_cli_refuses_particles_without_poses(reference_data, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "no poses" in err
 
 
-def test_sr3_checkpoint_of_the_simulation_scores_on_the_real_particles(simulated, tmp_path):
-    """A model trained on the simulated folder (its pixel size recorded from the stack
-    header) is accepted for the real particles at that pixel size and scores on all of them."""
+def _score_a_trained_checkpoint(simulated, tmp_path, n_particles, prediction="eps",
+                                **benchmark):
+    """Train a tiny SR3 (predicting ``prediction``) on the simulated folder and score it on
+    ``n_particles`` real particles under the benchmark settings ``benchmark``; the rows by
+    method name."""
+    from cryodiff.training.config import with_overrides
     from cryodiff.training.data import PairedStackData
     from cryodiff.training.loop import train
     from training_helpers import tiny_config
 
     map_path, real, training = simulated
-    train_config = tiny_config(box=BOX, steps=2, val_every=100)
+    train_config = with_overrides(tiny_config(box=BOX, steps=2, val_every=100),
+                                  prediction=prediction)
     train(train_config, tmp_path / "run", PairedStackData.from_folder(training, train_config),
           progress=False)
     config = dataclasses.replace(
-        BenchmarkConfig(), box=BOX, n_val=8, methods=("lowpass", "sr3", "sr3-mse", "sr3-pm"),
-        sr3_steps=(2,), sr3_fast_steps=2, posterior_samples=1, pm_draws=2, train_steps=3,
-        device="cpu")
+        BenchmarkConfig(), box=BOX, n_val=8, sr3_steps=(2,), sr3_fast_steps=2,
+        posterior_samples=1, pm_draws=2, train_steps=3, device="cpu", sr3_prediction=prediction,
+        **benchmark)
     rows = run_real_benchmark(real / "particles.star", map_path, config, tmp_path / "out",
-                              training_dir=training, n_particles=12,
+                              training_dir=training, n_particles=n_particles,
                               map_pixel_size_A=MAP_PIXEL_A, checkpoint=tmp_path / "run",
                               progress=False, log=lambda _: None)
-    by_name = {r["method"]: r for r in rows}
+    return {r["method"]: r for r in rows}, config
+
+
+def test_sr3_checkpoint_of_the_simulation_scores_on_the_real_particles(simulated, tmp_path):
+    """A model trained on the simulated folder (its pixel size recorded from the stack
+    header) is accepted for the real particles at that pixel size and scores on all of them."""
+    map_path, real, training = simulated
+    by_name, config = _score_a_trained_checkpoint(
+        simulated, tmp_path, 12, methods=("lowpass", "sr3", "sr3-mse", "sr3-pm"))
     for method in ("sr3_2", "sr3-pm2_2"):  # cryodiff's sr3-pm runs on real particles too
         row = by_name[method]
         assert row["status"] == "ok" and row["n_test_2d"] == 12 and row["psnr"] is not None
+    assert "sr3v-pm+x0" not in by_name and "sr3-pm+x0" not in by_name  # an ε model: no x̂₀
     assert by_name["sr3+pp-mse"]["status"] == "skipped"
     assert "not run on real particles" in by_name["sr3+pp-mse"]["note"]
     alone = run_real_benchmark(real / "particles.star", map_path,
@@ -130,24 +143,8 @@ def test_sr3_checkpoint_of_the_simulation_scores_on_the_real_particles(simulated
 def test_a_v_checkpoint_gives_the_x0_and_blend_rows_on_real_particles(simulated, tmp_path):
     """A v-predicting SR3 on real particles: its one-pass x̂₀ and the sr3v-pm+x0 blend (the
     pixelwise mean of sr3v-pm and sr3v-x0_1) are scored beside sr3v-pm, as in the simulation."""
-    from cryodiff.training.config import with_overrides
-    from cryodiff.training.data import PairedStackData
-    from cryodiff.training.loop import train
-    from training_helpers import tiny_config
-
-    map_path, real, training = simulated
-    train_config = with_overrides(tiny_config(box=BOX, steps=2, val_every=100), prediction="v")
-    train(train_config, tmp_path / "run", PairedStackData.from_folder(training, train_config),
-          progress=False)
-    config = dataclasses.replace(
-        BenchmarkConfig(), box=BOX, n_val=8, methods=("sr3", "sr3-pm"), sr3_steps=(2,),
-        sr3_fast_steps=2, posterior_samples=1, pm_draws=2, train_steps=3, device="cpu",
-        sr3_prediction="v")
-    rows = run_real_benchmark(real / "particles.star", map_path, config, tmp_path / "out",
-                              training_dir=training, n_particles=6,
-                              map_pixel_size_A=MAP_PIXEL_A, checkpoint=tmp_path / "run",
-                              progress=False, log=lambda _: None)
-    by_name = {r["method"]: r for r in rows}
+    by_name, _ = _score_a_trained_checkpoint(simulated, tmp_path, 6, prediction="v",
+                                             methods=("sr3", "sr3-pm"))
     for method in ("sr3v_2", "sr3v-pm2_2", "sr3v-x0_1", "sr3v-pm+x0"):
         assert by_name[method]["status"] == "ok" and by_name[method]["n_test_2d"] == 6
     assert "mean of sr3v-pm2_2 and sr3v-x0_1" in by_name["sr3v-pm+x0"]["note"]

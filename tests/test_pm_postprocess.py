@@ -259,14 +259,11 @@ def test_cli_denoise_pm_x0_is_the_mean_of_sr3_pm_and_x0(tmp_path, capsys):
     """`cryodiff denoise --method pm+x0` (the benchmark's sr3v-pm+x0) on a v-run with its sr3-pm
     post-processor: the pixelwise mean of the sr3-pm and x0 outputs, the x̂₀ drawn from its
     own seed stream; its refusals are one line each."""
-    import dataclasses
-
     from cryodiff.denoise import PM_X0_SEED_OFFSET, denoise_one_pass, denoise_pm_x0
+    from cryodiff.training.config import with_overrides
 
     run = tmp_path / "run"
-    config = tiny_config(steps=4, val_every=100)
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model,
-                                                                   prediction="v"))
+    config = with_overrides(tiny_config(steps=4, val_every=100), prediction="v")
     train(config, run, _data(config), progress=False)
     base = ["denoise", str(tmp_path / "in.mrcs"), "--checkpoint", str(run)]
     write_stack(tmp_path / "in.mrcs", blob_pairs(3, 16, seed=5)[0], 2.0)

@@ -12,6 +12,11 @@ from cryodiff.cli.arguments import device, nonnegative_int, positive_int
 from cryodiff.errors import CryodiffError
 
 METHODS = ("sr3", "sr3+pp", "sr3-pm", "x0", "pm+x0")
+# The methods that average the sr3-pm post-processor's draws and refine them, those that
+# read a v-model's one-pass x̂₀, and those run through the dihedral self-ensemble.
+PM_METHODS = ("sr3-pm", "pm+x0")
+ONE_PASS_METHODS = ("x0", "pm+x0")
+SELF_ENSEMBLE_METHODS = ("sr3-pm", "x0", "pm+x0")
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +44,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "else sr3")
     parser.add_argument("--no-self-ensemble", action="store_true",
                         help="sr3-pm, x0, pm+x0: one pass instead of averaging the 8 flips "
-                             "and "
-                             "rotations (8x faster, slightly lower PSNR)")
+                             "and rotations (8x faster, slightly lower PSNR)")
     parser.add_argument("--steps", type=positive_int,
                         help="sampling steps (default: the post-processor's training steps "
                              "when it is used, else 100)")
@@ -130,20 +134,20 @@ def _method(args: argparse.Namespace, denoiser) -> str:
     if method == "sr3+pp" and denoiser.postprocessor is None:
         raise CryodiffError("the checkpoint has no post-processor for sr3+pp; train it with "
                             "`cryodiff train --resume --postprocess`", path=denoiser.checkpoint)
-    if method in ("sr3-pm", "pm+x0") and denoiser.mean_refiner is None:
+    if method in PM_METHODS and denoiser.mean_refiner is None:
         raise CryodiffError("the checkpoint has no sr3-pm post-processor; train it with "
                             "`cryodiff train --resume --pm-postprocess`",
                             path=denoiser.checkpoint)
-    if method in ("sr3-pm", "pm+x0") and args.samples > 1:
+    if method in PM_METHODS and args.samples > 1:
         raise CryodiffError(f"--samples is for sr3 and sr3+pp: {method} averages the "
                             f"{denoiser.mean_refiner.draws} samples its post-processor was "
                             "trained on (--std with sr3-pm writes their std map)")
     if method != "sr3-pm" and args.std:
         raise CryodiffError("--std is for --method sr3-pm (sr3 and sr3+pp write a std map "
                             "with --samples K > 1)")
-    if method not in ("sr3-pm", "x0", "pm+x0") and args.no_self_ensemble:
+    if method not in SELF_ENSEMBLE_METHODS and args.no_self_ensemble:
         raise CryodiffError("--no-self-ensemble is for --method sr3-pm, x0 and pm+x0")
-    if method in ("x0", "pm+x0"):
+    if method in ONE_PASS_METHODS:
         from cryodiff.denoise import check_one_pass
 
         check_one_pass(denoiser)
@@ -191,7 +195,7 @@ def main(args: argparse.Namespace) -> int:
     use_post = method == "sr3+pp"
     if method == "x0":
         steps, sampler = 1, "one pass"
-    elif method in ("sr3-pm", "pm+x0"):
+    elif method in PM_METHODS:
         steps = args.steps or denoiser.mean_refiner.sampling_steps
         sampler = args.sampler or denoiser.mean_refiner.sampler
     else:

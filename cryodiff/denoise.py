@@ -298,11 +298,12 @@ def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
     return torch.cat(out)
 
 
-def check_one_pass(denoiser: Denoiser) -> None:
-    """Raise :class:`CryodiffError` (naming the checkpoint) unless ``denoiser`` predicts v:
-    an ε-model's one-pass x̂₀ divides its error by ``√γ̄_T``."""
+def check_one_pass(denoiser: Denoiser, method: str = "x0") -> None:
+    """Raise :class:`CryodiffError` (naming the checkpoint and ``method``, the one-pass
+    method asked for) unless ``denoiser`` predicts v: an ε-model's one-pass x̂₀ divides its
+    error by ``√γ̄_T``."""
     if denoiser.config.model.prediction != "v":
-        raise CryodiffError(f"x0 needs a v-predicting model; this one predicts "
+        raise CryodiffError(f"{method} needs a v-predicting model; this one predicts "
                             f"{denoiser.config.model.prediction} (train with `cryodiff train "
                             f"--prediction v`)", path=denoiser.checkpoint)
 
@@ -341,7 +342,7 @@ def denoise_pm_x0(denoiser: Denoiser, images: torch.Tensor, *, steps: int | None
     ``sr3v-pm+x0`` row (equal weights). Needs a v-predicting checkpoint with an sr3-pm
     post-processor (``cryodiff train --prediction v --pm-postprocess``); raises
     :class:`CryodiffError` otherwise. Returns no std."""
-    check_one_pass(denoiser)
+    check_one_pass(denoiser, "pm+x0")
     pm = denoise_posterior_mean(denoiser, images, steps=steps, sampler=sampler,
                                 self_ensemble=self_ensemble, batch_size=batch_size, seed=seed,
                                 match_scale=match_scale)

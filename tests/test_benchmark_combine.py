@@ -233,6 +233,19 @@ def test_runs_from_different_devices_are_refused_naming_the_files(tmp_path):
     assert "| SNR 0.1 (cuda (NVIDIA H100 80GB HBM3)) | SNR 0.05 (cpu) |" in text
 
 
+def test_two_gpu_models_are_two_devices(tmp_path):
+    h100 = _device_run(tmp_path / "h100", "cuda (NVIDIA H100 80GB HBM3)", snr=0.1)
+    h200 = _device_run(tmp_path / "h200", "cuda (NVIDIA H200)", snr=0.05)
+    with pytest.raises(CryodiffError, match="different devices"):
+        load_rows([h100, h200])
+    # A row written before rows named the GPU model cannot show it was the same GPU.
+    old = _device_run(tmp_path / "old", "cuda", snr=0.01)
+    with pytest.raises(CryodiffError, match="different devices"):
+        load_rows([h200, old])
+    text = combined_markdown(load_rows([h200, old], allow_mixed_devices=True))
+    assert "| SNR 0.05 (cuda (NVIDIA H200)) | SNR 0.01 (cuda) |" in text
+
+
 def test_one_device_passes_and_old_files_without_a_device_combine_with_a_note(tmp_path):
     first = _device_run(tmp_path / "a", "cpu", snr=0.1)
     second = _device_run(tmp_path / "b", "cpu", snr=0.05)

@@ -181,7 +181,7 @@ def test_cli_denoise_methods_and_errors(pm_run, tmp_path, capsys):
                            (["--method", "sr3-pm", "--no-postprocess"], "contradicts"),
                            (["--std"], "--std is for --method sr3-pm"),
                            (["--no-self-ensemble"], "is for --method sr3-pm, x0 and pm+x0"),
-                           (["--method", "pm+x0"], "x0 needs a v-predicting model"),
+                           (["--method", "pm+x0"], "pm+x0 needs a v-predicting model"),
                            (["--method", "sr3-pm", "--std", "--sigma-scale", "2"],
                             "not calibrated"),
                            (["--sigma-floor", "0.1"], "recalibrate the std map")):

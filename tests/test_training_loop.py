@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from cryodiff.errors import CryodiffError
 from cryodiff.training.data import PairedStackData
-from cryodiff.training.loop import ema_decay_at, select_device, train
+from cryodiff.training.loop import device_label, ema_decay_at, select_device, train
 from training_helpers import blob_pairs, tiny_config
 
 
@@ -73,6 +73,14 @@ def test_explicit_unavailable_device_is_a_clear_error():
         with pytest.raises(CryodiffError, match="CUDA is not available"):
             select_device("cuda", verbose=False)
     assert select_device("cpu", verbose=False).type == "cpu"
+
+
+def test_a_benchmark_row_names_the_gpu_model_so_two_gpus_do_not_pass_as_one(monkeypatch):
+    assert device_label(torch.device("cpu")) == "cpu"
+    models = {0: "NVIDIA H100 80GB HBM3", 1: "NVIDIA H200"}
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: models[device.index])
+    assert device_label(torch.device("cuda", 0)) == "cuda (NVIDIA H100 80GB HBM3)"
+    assert device_label(torch.device("cuda", 1)) == "cuda (NVIDIA H200)"
 
 
 def _free_port() -> int:

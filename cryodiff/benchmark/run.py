@@ -4,7 +4,8 @@ Learnt methods (the trained baselines, SR3's rows, the ``"sr3-mse"`` and ``"sr3-
 are trained and applied once per training seed on the same data; their rows are means over
 seeds with the spread between seeds (:mod:`cryodiff.benchmark.seeds`), and their 3D figures
 come from the first seed's images. The other methods run once. Every row records the ``device`` (the
-torch device type the methods ran on), so tables from different devices are not mixed.
+torch device type the methods ran on, with the GPU's model: ``"cuda (NVIDIA H200)"``), so
+tables from different devices are not mixed.
 :func:`run_benchmark` returns the result rows and writes ``results.json``, ``results.md`` and
 the figures into the output folder (see :mod:`cryodiff.benchmark.report`).
 """
@@ -227,7 +228,7 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     ``checkpoint``, SR3 and its ``"sr3-mse"``/``"sr3-pm"`` rows use it under the first training
     seed only.
     """
-    from cryodiff.training.loop import select_device
+    from cryodiff.training.loop import device_label, select_device
 
     device = select_device(config.device, verbose=False)
     seeds, n_2d = config.training_seeds, config.n_test_2d
@@ -280,7 +281,7 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
                 note="refines SR3's samples: needs sr3" if family in config.methods
                 else NOT_REQUESTED))
     result = ConditionResult(condition, outputs, train_seconds=train_seconds,
-                             device=device.type)
+                             device=device_label(device))
     halfmap_inputs(result, config)
     score(result, config, log)
     return result

@@ -150,7 +150,7 @@ def _method(args: argparse.Namespace, denoiser) -> str:
     if method in ONE_PASS_METHODS:
         from cryodiff.denoise import check_one_pass
 
-        check_one_pass(denoiser)
+        check_one_pass(denoiser, method)
     if method == "x0":
         if args.samples > 1 or args.steps is not None or args.sampler is not None:
             raise CryodiffError("--method x0 is one network pass: --samples, --steps and "

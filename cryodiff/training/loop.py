@@ -65,10 +65,25 @@ def select_device(name: str = "auto", verbose: bool = True) -> torch.device:
         if device.type == "mps" and not torch.backends.mps.is_available():
             raise CryodiffError(f"device {name!r} requested but MPS is not available")
     if verbose:
-        detail = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-            f"{torch.get_num_threads()} threads" if device.type == "cpu" else "Apple GPU")
+        detail = (f"{torch.get_num_threads()} threads" if device.type == "cpu"
+                  else hardware_name(device))
         print(f"cryodiff: training on {device} ({detail})")
     return device
+
+
+def hardware_name(device: torch.device) -> str | None:
+    """The model of a GPU (``"NVIDIA H200"``, ``"Apple GPU"``); None for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "Apple GPU" if device.type == "mps" else None
+
+
+def device_label(device: torch.device) -> str:
+    """What a benchmark row records as its ``device``: the device type, with the GPU's model
+    in brackets (``"cuda (NVIDIA H200)"``), so that tables from two GPU models are not
+    mixed unnoticed."""
+    name = hardware_name(device)
+    return f"{device.type} ({name})" if name else device.type
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:

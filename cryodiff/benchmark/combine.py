@@ -11,6 +11,9 @@ PSNR ties within that spread (:mod:`cryodiff.benchmark.ranking`). Runs that meas
 maps add a table of the half-map FSC-0.143 beside the FSC-0.5 against the truth; older
 ``results.json`` files without those keys combine as before.
 
+A learnt method's rows from runs of different training seeds (one run per seed, say) merge
+into one row over all the seeds (:mod:`cryodiff.benchmark.seed_merge`).
+
 One table, one device: rows record the ``device`` they were measured on, and runs from
 different devices are refused unless ``allow_mixed_devices`` (then every column names its
 device). Files written before rows recorded a device combine unchecked, with a note.
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from cryodiff.benchmark.ranking import (NEAR_RANDOM_DEG, SHOWN, best_row, full_2d_count,
                                         winners)
+from cryodiff.benchmark.seed_merge import disjoint_seeds, merge_seed_rows
 from cryodiff.errors import CryodiffError
 
 # Rows every benchmark run measures on its particles (the raw particles and the clean target):
@@ -108,6 +112,7 @@ def load_rows(paths: list[str | os.PathLike],
     :func:`check_devices`).
     """
     rows: list[dict] = []
+    as_loaded: list[dict] = []  # every row's device and file, before seeds are merged
     seen: dict[tuple, int] = {}  # (method, map, SNR) -> its row's position in rows
     for given in paths:
         path = results_file(given)
@@ -127,12 +132,13 @@ def load_rows(paths: list[str | os.PathLike],
             _check_row(row, index, path)
             key = (row["method"], row["map"], _snr_key(row["snr"]))
             row = {**row, "source": str(path)}
+            as_loaded.append({"device": row.get("device"), "source": row["source"]})
             if key in seen:
                 rows[seen[key]] = _merged(rows[seen[key]], row, path)
                 continue
             seen[key] = len(rows)
             rows.append(row)
-    check_devices(rows, allow_mixed_devices)
+    check_devices(as_loaded, allow_mixed_devices)
     pair_across_runs(rows)
     return rows
 
@@ -141,7 +147,10 @@ def _merged(earlier: dict, row: dict, path: Path) -> dict:
     """The one row to keep when two files hold the same (method, map, SNR): the measured one
     when the other was skipped (runs of one condition split by method, each skipping the
     others' methods); the first of two ``noisy``/``clean`` rows, which every run measures,
-    when they agree (the same particles); else a one-line :class:`CryodiffError`."""
+    when they agree (the same particles); one row over both runs' training seeds when a
+    learnt method was trained under different seeds in each
+    (:func:`~cryodiff.benchmark.seed_merge.merge_seed_rows`); else a one-line
+    :class:`CryodiffError`."""
     where = f"{row['method']} on {row['map']} at SNR {row['snr']:g}"
     if row["status"] == "skipped":
         return earlier
@@ -158,6 +167,12 @@ def _merged(earlier: dict, row: dict, path: Path) -> dict:
                 raise CryodiffError(f"{where} differs from {earlier['source']} ({shown}): not "
                                     f"the same particles", path=path)
         return earlier
+    if disjoint_seeds(earlier, row):
+        if earlier.get("n_test_2d") != row.get("n_test_2d"):
+            raise CryodiffError(f"{where}: scored on {row.get('n_test_2d')} images here and "
+                                f"{earlier.get('n_test_2d')} in {earlier['source']}, so its "
+                                "training seeds cannot be merged", path=path)
+        return merge_seed_rows(earlier, row)
     raise CryodiffError(f"{where} is also in {earlier['source']}", path=path)
 
 

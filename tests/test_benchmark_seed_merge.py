@@ -59,8 +59,9 @@ def test_runs_of_different_seeds_make_the_row_one_run_of_all_seeds_writes(tmp_pa
     rest = _run(tmp_path / "seeds12", [_noisy([7.0, 7.5, 8.0]), _seed_row(
         "sr3v-x0_1", [1, 2], [psnrs[1], psnrs[2]], [ssims[1], ssims[2]],
         [(a + b) / 2 for a, b in zip(images[1], images[2])], fsc=8.0)])
-    # The later seeds given first: the row still takes its 3D figures from seed 0.
+    # Either order gives one row; given later seeds first, 3D still comes from seed 0.
     row = next(r for r in load_rows([rest, one]) if r["method"] == "sr3v-x0_1")
+    assert row == next(r for r in load_rows([one, rest]) if r["method"] == "sr3v-x0_1")
     assert row["training_seeds"] == [0, 1, 2] and row["n_seeds"] == 3
     assert row["psnr"] == pytest.approx(statistics.fmean(psnrs.values()))
     assert row["seed_psnrs"] == pytest.approx([psnrs[0], psnrs[1], psnrs[2]])
@@ -69,12 +70,30 @@ def test_runs_of_different_seeds_make_the_row_one_run_of_all_seeds_writes(tmp_pa
     assert row["ssim_seed_sd"] == pytest.approx(statistics.stdev(ssims.values()))
     assert row["psnr_per_image"] == pytest.approx(
         [statistics.fmean(v) for v in zip(*images.values())])
-    assert row["fsc_0143_A"] == 9.0 and "seed 0's images" in row["note"]
+    assert row["fsc_0143_A"] == 9.0
+    # The note a run over seeds 0, 1, 2 writes, whatever the runs' own notes said of seeds.
+    assert row["note"] == ("x; mean of 3 training seeds [0, 1, 2]; 3D, half maps and pose "
+                           "search from training seed 0's images")
     assert row["device"] == "cuda"
+    assert row["sources"] == [str(one / "results.json"), str(rest / "results.json")]
     # The merged row is paired with the best row again, from its merged per-image PSNR.
     assert row["psnr_vs_best_db"] == pytest.approx(0.0)
     text = combined_markdown(load_rows([one, rest]))
     assert f"| sr3v-x0_1 | **{row['psnr']:.2f} ± {row['psnr_seed_sd']:.2f}**" in text
+    assert str(one / "results.json") in text and str(rest / "results.json") in text
+
+
+def test_rows_of_a_run_that_loaded_a_checkpoint_are_not_merged_as_seeds(tmp_path):
+    loaded = {**_seed_row("sr3v-x0_1", [1], [22.0], [0.5], [21.0, 23.0], fsc=9.0),
+              "note": "1 pass; one trained model (--checkpoint)"}
+    first = _run(tmp_path / "a", [_noisy([7.0, 8.0]), _seed_row(
+        "sr3v-x0_1", [0], [22.0], [0.5], [21.0, 23.0], fsc=9.0)])
+    with pytest.raises(CryodiffError, match="loaded with --checkpoint"):
+        load_rows([first, _run(tmp_path / "b", [_noisy([7.0, 8.0]), loaded])])
+    other = {**_seed_row("sr3v-x0_1", [2], [22.0], [0.5], [21.0, 23.0], fsc=9.0),
+             "family": "sr3-pm"}
+    with pytest.raises(CryodiffError, match="family"):
+        load_rows([first, _run(tmp_path / "c", [_noisy([7.0, 8.0]), other])])
 
 
 def test_merging_is_refused_for_the_same_seed_or_other_particles_and_keeps_failures(tmp_path):
@@ -86,11 +105,18 @@ def test_merging_is_refused_for_the_same_seed_or_other_particles_and_keeps_failu
     fewer = _run(tmp_path / "c", [_seed_row("sr3v-x0_1", [1], [22.0], [0.5], [21.0], fsc=9.0)])
     with pytest.raises(CryodiffError, match="training seeds cannot be merged"):
         load_rows([first, fewer])
+    # A failed seed's row as a run writes it: no images, no 2D figures, its seeds recorded.
     failed = {**_seed_row("sr3v-x0_1", [1], [22.0], [0.5], [21.0, 23.0], fsc=9.0),
-              "status": "failed", "note": "out of memory", "psnr": None, "ssim": None}
-    merged = merge_seed_rows(row, failed)
-    assert merged["status"] == "failed" and merged["training_seeds"] == [0, 1]
-    assert "training seeds [1]" in merged["note"] and "out of memory" in merged["note"]
+              "status": "failed", "note": "out of memory", "psnr": None, "ssim": None,
+              "n_seeds": None, "seed_psnrs": None, "n_test_2d": None, "psnr_per_image": None,
+              "fsc_0143_A": None}
+    later = _seed_row("sr3v-x0_1", [2], [22.1], [0.5], [21.0, 23.2], fsc=9.0)
+    rows = load_rows([first, _run(tmp_path / "d", [_noisy([7.0, 8.0]), failed]),
+                      _run(tmp_path / "e", [_noisy([7.0, 8.0]), later])])
+    merged = next(r for r in rows if r["method"] == "sr3v-x0_1")
+    assert merged["status"] == "failed" and merged["training_seeds"] == [0, 1, 2]
+    assert merged["note"] == "training seed 1: out of memory" and merged["n_seeds"] is None
+    assert merge_seed_rows(failed, row)["note"] == "training seed 1: out of memory"
 
 
 def test_seeds_from_two_devices_merge_only_when_mixed_devices_are_allowed(tmp_path):
@@ -104,4 +130,8 @@ def test_seeds_from_two_devices_merge_only_when_mixed_devices_are_allowed(tmp_pa
     row = next(r for r in rows if r["method"] == "supervised-2x")
     assert row["device"] == "cpu + cuda" and row["psnr_seed_sd"] == pytest.approx(
         statistics.stdev([22.0, 22.2]))
-    assert "Mixed devices" in combined_markdown(rows)
+    third = _run(tmp_path / "gpu2", [_noisy([7.0, 8.0]), _seed_row(
+        "supervised-2x", [2], [22.1], [0.51], [21.1, 23.1], fsc=9.0, device="cuda")])
+    rows = load_rows([gpu, cpu, third], allow_mixed_devices=True)
+    assert next(r for r in rows if r["method"] == "supervised-2x")["device"] == "cpu + cuda"
+    assert "**Mixed devices (cpu, cuda)" in combined_markdown(rows)

@@ -47,6 +47,16 @@ def test_a_failed_seed_fails_the_row_and_names_the_seed():
     assert out.note == "training seed 7: boom"
     single = combine_seeds(runs[1:], (7,), n_2d=4)
     assert single.note == "boom"  # one seed: nothing to name
+    # The failed row still records its seeds, so combine-results can merge it with the rows
+    # of runs under other seeds (it then fails the merged row).
+    from types import SimpleNamespace
+
+    from cryodiff.benchmark.run import _row
+
+    condition = SimpleNamespace(map_name="phantom", snr=0.1)
+    assert _row(out, condition, "cpu")["training_seeds"] == [3, 7]
+    assert _row(single, condition, "cpu")["training_seeds"] == [7]
+    assert _row(runs[0], condition, "cpu")["training_seeds"] is None  # not a seeded row
 
 
 def test_a_row_one_seed_did_not_produce_fails_naming_that_seed():

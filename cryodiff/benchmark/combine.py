@@ -28,7 +28,8 @@ from pathlib import Path
 
 from cryodiff.benchmark.ranking import (NEAR_RANDOM_DEG, SHOWN, best_row, full_2d_count,
                                         winners)
-from cryodiff.benchmark.seed_merge import disjoint_seeds, merge_seed_rows
+from cryodiff.benchmark.seed_merge import (devices as row_devices, disjoint_seeds,
+                                           merge_seed_rows, sources)
 from cryodiff.errors import CryodiffError
 
 # Rows every benchmark run measures on its particles (the raw particles and the clean target):
@@ -168,7 +169,8 @@ def _merged(earlier: dict, row: dict, path: Path) -> dict:
                                     f"the same particles", path=path)
         return earlier
     if disjoint_seeds(earlier, row):
-        if earlier.get("n_test_2d") != row.get("n_test_2d"):
+        if "ok" == earlier["status"] == row["status"] and \
+                earlier.get("n_test_2d") != row.get("n_test_2d"):
             raise CryodiffError(f"{where}: scored on {row.get('n_test_2d')} images here and "
                                 f"{earlier.get('n_test_2d')} in {earlier['source']}, so its "
                                 "training seeds cannot be merged", path=path)
@@ -197,7 +199,7 @@ def pair_across_runs(rows: list[dict]) -> None:
     for row in rows:
         groups.setdefault((row["map"], _snr_key(row["snr"])), []).append(row)
     for group in groups.values():
-        if len({r["source"] for r in group}) < 2:
+        if len({s for r in group for s in sources(r)}) < 2:
             continue
         for row in group:
             row["psnr_vs_best_db"] = row["psnr_vs_best_sem"] = None
@@ -249,9 +251,9 @@ def map_tables(rows: list[dict], map_name: str) -> str:
     condition = {snr: [r for r in mine if _snr_key(r["snr"]) == snr] for snr in snrs}
     won = {snr: winners(condition[snr]) for snr in snrs}
     full = {snr: full_2d_count(condition[snr]) for snr in snrs}
-    devices = {snr: sorted({r["device"] for r in condition[snr] if r.get("device")})
+    devices = {snr: sorted({d for r in condition[snr] for d in row_devices(r)})
                for snr in snrs}
-    mixed = len({r["device"] for r in rows if r.get("device")}) > 1
+    mixed = len({d for r in rows for d in row_devices(r)}) > 1
 
     def column(snr: float) -> str:
         named = ", ".join(devices[snr]) or "device not recorded"
@@ -344,8 +346,8 @@ def map_tables(rows: list[dict], map_name: str) -> str:
 def _device_notes(rows: list[dict]) -> list[str]:
     """Lines saying which device the rows were measured on: one device, several (each
     column names its own), and the files that record none."""
-    devices = sorted({r["device"] for r in rows if r.get("device")})
-    unrecorded = sorted({r["source"] for r in rows if not r.get("device")})
+    devices = sorted({d for r in rows for d in row_devices(r)})
+    unrecorded = sorted({s for r in rows if not r.get("device") for s in sources(r)})
     lines = []
     if len(devices) == 1:
         lines.append(f"Device: {devices[0]}.")
@@ -363,9 +365,9 @@ def _device_notes(rows: list[dict]) -> list[str]:
 def combined_markdown(rows: list[dict]) -> str:
     """The whole table: one section per map, in the order the maps first appear."""
     maps = list(dict.fromkeys(r["map"] for r in rows))
-    sources = sorted({r["source"] for r in rows})
+    files = sorted({s for r in rows for s in sources(r)})
     text = ["# Benchmark results, combined", "",
-            "From: " + ", ".join(f"`{s}`" for s in sources), "", *_device_notes(rows)]
+            "From: " + ", ".join(f"`{s}`" for s in files), "", *_device_notes(rows)]
     for map_name in maps:
         text += [map_tables(rows, map_name), ""]
     return "\n".join(text)

@@ -32,6 +32,7 @@ from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, halfmap_f
                                          reconstruct_split, reconstruct_with_pose_search)
 from cryodiff.benchmark.methods import (TRAINED_BASELINES, MethodOutput, blend_row,
                                         noisy_output, run_baseline, run_sr3, train_sr3)
+from cryodiff.benchmark.seed_merge import CHECKPOINT_NOTE
 from cryodiff.benchmark.seeds import (SeededOutput, combine_seed_rows, combine_seeds,
                                       images_per_seed, per_image_psnr, seed_metrics)
 from cryodiff.fsc import FscResult, MaskedFsc
@@ -65,9 +66,10 @@ SEED_KEYS = ("n_seeds", "training_seeds", "seed_psnrs", "psnr_seed_sd", "ssim_se
 
 
 def _row(output: MethodOutput, condition: Condition, device: str) -> dict:
+    seeds = list(output.seeds) if isinstance(output, SeededOutput) else None
     return {"method": output.method, "family": output.family, "map": condition.map_name,
             "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
-            **dict.fromkeys(SEED_KEYS), "device": device,
+            **dict.fromkeys(SEED_KEYS), "training_seeds": seeds, "device": device,
             "seconds_per_image": finite_or_none(output.seconds_per_image),
             "fsc_0143_A": None, "fsc_05_A": None, "fsc_halfmap_0143_A": None,
             "halfmap_minus_truth_A": None, "fsc_halfmap_unmasked_0143_A": None,
@@ -264,9 +266,11 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
             seconds.append(trained)
         for output in combine_seed_rows(runs, sr3_seeds, n_2d):
             outputs.append(output)
-            if len(sr3_seeds) < len(seeds) and outputs[-1].images is not None:
-                outputs[-1].note += (f"; one trained model (--checkpoint): training seed "
-                                     f"{sr3_seeds[0]} only")
+            if checkpoint is not None and output.images is not None:
+                # CHECKPOINT_NOTE: combine-results must not merge such rows as seeds.
+                output.note += f"; one trained model {CHECKPOINT_NOTE}" + (
+                    f": training seed {sr3_seeds[0]} only" if len(sr3_seeds) < len(seeds)
+                    else "")
         train_seconds = None if checkpoint is not None else sum(seconds) / len(seconds)
         for method, family in (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm")):
             if family not in config.methods:

@@ -6,16 +6,26 @@ over its own seeds (:mod:`cryodiff.benchmark.seeds`); :func:`merge_seed_rows` tu
 them into the row one run over all their seeds would have written: 2D figures averaged over
 the seeds (each run's mean weighted by its number of seeds), the spread between seeds
 (:func:`pooled_sd`, exact from each run's mean, SD and count), each test image's PSNR
-averaged over the seeds, and the 3D figures of the run whose first seed is the lowest (a run
-reconstructs from its first seed's images only).
+averaged over the seeds, and the 3D figures of the run that holds the lowest seed (a run
+reconstructs from its first seed's images only). A merged row lists the files it came from
+in ``sources``.
 """
 
 from __future__ import annotations
 
 import math
+import re
+
+from cryodiff.errors import CryodiffError
 
 # 2D figures and costs of a row: means over its seeds.
 MEAN_KEYS = ("psnr", "ssim", "frc_0143", "psnr_gain_db", "seconds_per_image", "fit_seconds")
+# What a run adds to a row's note about its seeds (cryodiff.benchmark.seeds.combine_seeds).
+_SEEDS_NOTE = re.compile(r" \(seed -?\d+; other seeds differ\)|; mean of \d+ training seeds "
+                         r"\[[-\d, ]*\]|; 3D, half maps and pose search from training seed "
+                         r"-?\d+'s images")
+# A run that loaded SR3 from --checkpoint says so in the note of every row built from it.
+CHECKPOINT_NOTE = "(--checkpoint)"
 
 
 def training_seeds(row: dict) -> list[int] | None:
@@ -34,6 +44,16 @@ def disjoint_seeds(a: dict, b: dict) -> bool:
     return seeds_a is not None and seeds_b is not None and not set(seeds_a) & set(seeds_b)
 
 
+def sources(row: dict) -> list[str]:
+    """The files a row came from: its ``source``, or every file merged into it."""
+    return row.get("sources") or ([row["source"]] if row.get("source") else [])
+
+
+def devices(row: dict) -> list[str]:
+    """The devices a row was measured on (a row merged across devices names several)."""
+    return [d for d in (row.get("device") or "").split(" + ") if d]
+
+
 def pooled_sd(groups: list[tuple[float, float | None, int]]) -> float | None:
     """Sample SD (n − 1) of all the values of several groups, each given as (mean, sample
     SD or None, count); None when a group of two or more has no SD or fewer than two values
@@ -50,18 +70,42 @@ def _weighted(a, b, weight_a: float):
     return None if a is None or b is None else weight_a * a + (1 - weight_a) * b
 
 
+def _base_note(row: dict) -> str:
+    return _SEEDS_NOTE.sub("", row.get("note") or "")
+
+
+def _failed(row: dict, seeds: list[int], files: list[str]) -> dict:
+    """The merged row when ``row``, a run's failed or skipped row, stops the method."""
+    note = row.get("note") or row["status"]
+    own = training_seeds(row)
+    if len(own) == 1 and not note.startswith("training seed"):
+        note = f"training seed {own[0]}: {note}"
+    return {**row, "training_seeds": seeds, "n_seeds": None, "note": note, "sources": files}
+
+
 def merge_seed_rows(a: dict, b: dict) -> dict:
     """The row of one method over the training seeds of ``a`` and ``b`` (two rows of the
     same method, map and SNR with disjoint ``training_seeds``; see :func:`disjoint_seeds`).
-    A failed or skipped row makes the merged row so, its note naming its seeds. Paired gaps
-    (``psnr_vs_best_*``) are left to be recomputed."""
+    A failed or skipped row makes the merged row so, its note naming its seed. Paired gaps
+    (``psnr_vs_best_*``) are left to be recomputed. Raises :class:`CryodiffError` for rows of
+    a model loaded from ``--checkpoint`` (one model, not several seeds) or of another family
+    or 3D test size."""
+    where = f"{a['method']} on {a['map']} at SNR {a['snr']:g}"
+    if any(CHECKPOINT_NOTE in (row.get("note") or "") for row in (a, b)):
+        raise CryodiffError(f"{where}: a run's rows come from a model loaded with --checkpoint, "
+                            f"so its training seeds are not separate models and cannot be "
+                            f"merged ({', '.join(sources(a) + sources(b))})")
+    for key in ("family", "n_test_3d"):
+        if a.get(key) != b.get(key):
+            raise CryodiffError(f"{where}: {key} {a.get(key)!r} in {', '.join(sources(a))} but "
+                                f"{b.get(key)!r} in {', '.join(sources(b))}, so its training "
+                                "seeds cannot be merged")
     first, second = sorted((a, b), key=lambda r: min(training_seeds(r)))
     seeds = training_seeds(first) + training_seeds(second)
+    files = sources(first) + sources(second)
     for row in (first, second):
         if row["status"] != "ok":
-            return {**row, "training_seeds": seeds, "n_seeds": len(seeds),
-                    "note": f"training seeds {training_seeds(row)} ({row.get('source')}): "
-                            f"{row.get('note') or row['status']}"}
+            return _failed(row, seeds, files)
     n_first, n_second = len(training_seeds(first)), len(training_seeds(second))
     weight = n_first / (n_first + n_second)
     merged = dict(first)
@@ -79,11 +123,16 @@ def merge_seed_rows(a: dict, b: dict) -> dict:
                   for row, n in ((first, n_first), (second, n_second))]
         merged[sd_key] = (None if any(m is None for m, _, _ in groups)
                           else pooled_sd(groups))
-    devices = sorted({r["device"] for r in (first, second) if r.get("device")})
+    base = _base_note(first)
+    differ = " (seed %d; other seeds differ)" % seeds[0] if _base_note(second) != base \
+        or " other seeds differ)" in (first.get("note") or "") + (second.get("note") or "") \
+        else ""
+    on = sorted(set(devices(first) + devices(second)))
     merged |= {"training_seeds": seeds, "n_seeds": len(seeds),
-               "device": " + ".join(devices) if devices else None,
+               "device": " + ".join(on) if on else None, "sources": files,
                "psnr_vs_best_db": None, "psnr_vs_best_sem": None,
-               "note": f"{first.get('note') or ''}; training seeds {training_seeds(second)} "
-                       f"from {second.get('source')} merged in (3D: seed "
-                       f"{training_seeds(first)[0]}'s images)".lstrip("; ")}
+               "note": f"{base}{differ}; mean of {len(seeds)} training seeds {seeds}"}
+    if first.get("fsc_0143_A") is not None:
+        merged["note"] += (f"; 3D, half maps and pose search from training seed {seeds[0]}'s "
+                           "images")
     return merged

@@ -34,12 +34,13 @@ def combine_seeds(runs: list[MethodOutput], seeds: tuple[int, ...],
                   n_2d: int) -> MethodOutput:
     """One output from the runs of one method under ``seeds`` (same order): mean seconds
     per image and fit seconds; a seed that failed or was skipped makes the row so, its
-    note naming the seed."""
+    note naming the seed (its ``seeds`` are still all of them)."""
     first = runs[0]
     for seed, run in zip(seeds, runs):
         if run.images is None:
             note = run.note if len(runs) == 1 else f"training seed {seed}: {run.note}"
-            return MethodOutput(first.method, first.family, None, status=run.status, note=note)
+            return SeededOutput(first.method, first.family, None, status=run.status,
+                                note=note, seeds=tuple(seeds))
     note = first.note
     if len(runs) > 1:
         others = {run.note for run in runs[1:]} - {first.note}

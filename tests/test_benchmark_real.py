@@ -126,6 +126,7 @@ def test_sr3_checkpoint_of_the_simulation_scores_on_the_real_particles(simulated
     for method in ("sr3_2", "sr3-pm2_2"):  # cryodiff's sr3-pm runs on real particles too
         row = by_name[method]
         assert row["status"] == "ok" and row["n_test_2d"] == 12 and row["psnr"] is not None
+        assert "(--checkpoint)" in row["note"] and row["training_seeds"] == [0]
     assert "sr3v-pm+x0" not in by_name and "sr3-pm+x0" not in by_name  # an ε model: no x̂₀
     assert by_name["sr3+pp-mse"]["status"] == "skipped"
     assert "not run on real particles" in by_name["sr3+pp-mse"]["note"]
@@ -148,6 +149,33 @@ def test_a_v_checkpoint_gives_the_x0_and_blend_rows_on_real_particles(simulated,
     for method in ("sr3v_2", "sr3v-pm2_2", "sr3v-x0_1", "sr3v-pm+x0"):
         assert by_name[method]["status"] == "ok" and by_name[method]["n_test_2d"] == 6
     assert "mean of sr3v-pm2_2 and sr3v-x0_1" in by_name["sr3v-pm+x0"]["note"]
+
+
+def test_learnt_methods_train_once_per_training_seed_on_real_particles(simulated, tmp_path):
+    """--training-seeds 0 1 on real particles: the supervised U-Net and SR3 train twice and
+    their rows give the mean over the seeds, the spread between them and a paired gap
+    from each particle's PSNR averaged over the seeds; a loaded SR3 model counts once."""
+    map_path, real, training = simulated
+    config = dataclasses.replace(
+        BenchmarkConfig(), box=BOX, n_val=8, sr3_steps=(2,), sr3_fast_steps=2,
+        posterior_samples=1, train_steps=2, device="cpu", training_seeds=(0, 1),
+        methods=("lowpass", "supervised", "sr3"))
+    rows = {r["method"]: r for r in run_real_benchmark(
+        real / "particles.star", map_path, config, tmp_path / "out", training_dir=training,
+        n_particles=6, map_pixel_size_A=MAP_PIXEL_A, progress=False, log=lambda _: None)}
+    for method in ("supervised", "sr3_2", "sr3+pp_2"):
+        row = rows[method]
+        assert row["status"] == "ok" and row["training_seeds"] == [0, 1], method
+        assert row["n_seeds"] == 2 and len(row["seed_psnrs"]) == 2
+        assert row["psnr"] == pytest.approx(sum(row["seed_psnrs"]) / 2)
+        assert row["seed_psnrs"][0] != row["seed_psnrs"][1]  # two models, not one twice
+        assert row["psnr_seed_sd"] is not None and row["psnr_vs_best_db"] is not None
+    assert rows["lowpass"]["training_seeds"] is None and rows["lowpass"]["n_seeds"] is None
+    for seed in (0, 1):
+        assert (tmp_path / "out" / "work" / "baselines" / f"seed{seed}").is_dir()
+    best = max((r for r in rows.values() if r["method"] != "noisy" and r["psnr"] is not None),
+               key=lambda r: r["psnr"])
+    assert best["psnr_vs_best_db"] == pytest.approx(0.0)
 
 
 def test_matched_simulation_follows_the_particles(simulated, tmp_path):

@@ -14,7 +14,9 @@ map at the real particles' box, pixel size, CTFs, SNR and noise spectrum
 method of the benchmark's registry then denoises the real particles, which are first put on
 the simulation's grey-level scale image by image (:func:`cryodiff.denoise.match_training_scale`),
 and is scored in 2D against the references: PSNR, SSIM and FRC (as on simulated data; no 3D
-here). A STAR without poses cannot be scored this way and is refused.
+here). Learnt methods train once per training seed, as on simulated data, and their rows give
+the mean over the seeds with the spread between them. A STAR without poses cannot be scored
+this way and is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 
 from cryodiff.benchmark.conditions import Condition, Split
 from cryodiff.benchmark.config import BASELINE_METHODS, BenchmarkConfig
-from cryodiff.benchmark.evaluate import finite_or_none, metrics_2d, paired_psnr_difference
+from cryodiff.benchmark.evaluate import finite_or_none
 from cryodiff.ctf import CtfParams, apply_ctf, ctf_2d
 from cryodiff.errors import CryodiffError
 
@@ -239,12 +241,21 @@ def real_condition(star: str | os.PathLike, map_path: str | os.PathLike, trainin
 
 def score_real(outputs, test: Split, pixel_size_A: float, tag: str) -> list[dict]:
     """2D rows (PSNR, SSIM, FRC-0.143, gain over the raw particles, paired gap to the best)
-    of every method output against the references ``test.clean_ctf``."""
-    rows, images = [], {}
+    of every method output against the references ``test.clean_ctf``; a learnt method
+    trained under several seeds gets their means, the spread between seeds and, for the
+    paired gap, each particle's PSNR averaged over the seeds
+    (:func:`~cryodiff.benchmark.seeds.seed_metrics`)."""
+    from cryodiff.benchmark.evaluate import paired_difference
+    from cryodiff.benchmark.run import SEED_KEYS
+    from cryodiff.benchmark.seeds import SeededOutput, images_per_seed, per_image_psnr, seed_metrics
+
+    rows, per_image = [], {}
     noisy_psnr = None
     for output in outputs:
         row = {"method": output.method, "family": output.family, "map": tag, "snr": None,
-               "psnr": None, "ssim": None, "frc_0143": None, "psnr_gain_db": None,
+               "psnr": None, "ssim": None, "frc_0143": None, **dict.fromkeys(SEED_KEYS),
+               "training_seeds": list(output.seeds) if isinstance(output, SeededOutput)
+               else None, "psnr_gain_db": None,
                "psnr_vs_best_db": None, "psnr_vs_best_sem": None, "n_test_2d": None,
                "seconds_per_image": finite_or_none(output.seconds_per_image),
                "fit_seconds": finite_or_none(output.fit_seconds), "fsc_0143_A": None,
@@ -252,24 +263,24 @@ def score_real(outputs, test: Split, pixel_size_A: float, tag: str) -> list[dict
                "note": output.note}
         if output.images is not None:
             n = min(len(output.images), len(test))
-            row |= metrics_2d(output.images[:n], test.clean_ctf[:n], pixel_size_A)
+            row |= seed_metrics(output, test.clean_ctf[:n], pixel_size_A)
             row["n_test_2d"] = n
             if output.method == "noisy":
                 noisy_psnr = row["psnr"]
             if n == len(test):
-                images[output.method] = output.images
+                per_image[output.method] = per_image_psnr(images_per_seed(output),
+                                                          test.clean_ctf)
         rows.append(row)
     for row in rows:
         if row["psnr"] is not None and noisy_psnr is not None:
             row["psnr_gain_db"] = row["psnr"] - noisy_psnr
-    full = [r for r in rows if r["method"] in images and r["method"] != "noisy"]
+    full = [r for r in rows if r["method"] in per_image and r["method"] != "noisy"]
     if full:
         best = max(full, key=lambda r: r["psnr"])
         for row in rows:
-            if row["method"] in images:
-                mean, sem = paired_psnr_difference(images[row["method"]],
-                                                   images[best["method"]], test.clean_ctf)
-                row["psnr_vs_best_db"], row["psnr_vs_best_sem"] = mean, sem
+            if row["method"] in per_image:
+                row["psnr_vs_best_db"], row["psnr_vs_best_sem"] = paired_difference(
+                    per_image[row["method"]], per_image[best["method"]])
     return [{k: finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
             for row in rows]
 
@@ -287,9 +298,8 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
     ``out_dir/work``). ``n_particles``: real particles scored (default ``config.n_test_2d``).
     Writes ``out_dir/results.json`` and ``results.md``; returns the rows.
     """
-    from cryodiff.benchmark.methods import (MethodOutput, blend_row, check_sr3_checkpoint,
-                                            load_sr3, noisy_output, run_baseline,
-                                            run_sr3, train_sr3)
+    from cryodiff.benchmark.methods import MethodOutput, load_sr3, noisy_output
+    from cryodiff.benchmark.run import baseline_output, seeded_sr3_outputs
     from cryodiff.denoise import check_particles_fit
     from cryodiff.training.loop import select_device
 
@@ -312,33 +322,21 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
                                  pose_search=False)
     device = select_device(config.device, verbose=False)
     outputs = [noisy_output(condition)]
-    for name in BASELINE_METHODS:
+    for name in BASELINE_METHODS:  # trained baselines: once per training seed
         if name in config.methods:
-            outputs.append(run_baseline(name, condition, config, device, work / "baselines"))
+            outputs.append(baseline_output(name, condition, config, device, work))
             log(f"  {name}: {outputs[-1].status}")
-    train_seconds = None
     if "sr3" in config.methods:
-        if checkpoint is not None:
-            denoiser = load_sr3(checkpoint, config.device)
-            check_particles_fit(denoiser, config.box, condition.pixel_size_A)
-            check_sr3_checkpoint(denoiser.config, config, checkpoint)
-        else:
-            denoiser, train_seconds = train_sr3(condition, config, work / config.sr3_name,
-                                                progress)
-        sr3_rows = run_sr3(denoiser, condition, config, train_seconds)
-        outputs += sr3_rows
-        log("  sr3: sampled")
-        if "sr3-pm" in config.methods:
-            from cryodiff.benchmark.sr3_pm import run_sr3_pm
-
-            pm_rows = run_sr3_pm(denoiser, condition, config, sr3_rows,
-                                 cache_dir=None if checkpoint is not None
-                                 else work / config.sr3_name)
-            outputs += pm_rows
-            log("  sr3-pm: trained and applied")
-            blend = blend_row(sr3_rows + pm_rows, config)
-            if blend is not None:
-                outputs.append(blend)
+        if checkpoint is not None:  # refuse a model of another box or pixel size first
+            check_particles_fit(load_sr3(checkpoint, config.device), config.box,
+                                condition.pixel_size_A)
+        # sr3-mse's post-processors need many samples of the training particles at every
+        # step count: not run here (a skipped row below).
+        sr3_config = dataclasses.replace(
+            config, methods=tuple(m for m in config.methods if m != "sr3-mse"))
+        sr3_outputs, _ = seeded_sr3_outputs(condition, sr3_config, work, checkpoint,
+                                            progress, log)
+        outputs += sr3_outputs
     for family, method in (("sr3-pm", "sr3-pm"), ("sr3-mse", "sr3+pp-mse")):
         if family in config.methods and not any(o.family == family for o in outputs):
             note = ("refines SR3's samples: needs sr3" if "sr3" not in config.methods else

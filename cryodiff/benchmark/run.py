@@ -233,7 +233,6 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     from cryodiff.training.loop import device_label, select_device
 
     device = select_device(config.device, verbose=False)
-    seeds, n_2d = config.training_seeds, config.n_test_2d
     outputs = [noisy_output(condition)]
     for name in BASELINE_METHODS:
         if name not in config.methods:
@@ -241,37 +240,13 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
                                         note=NOT_REQUESTED))
             continue
         start = time.perf_counter()
-        if name in TRAINED_BASELINES:
-            outputs.append(combine_seeds(
-                [run_baseline(name, condition, config.for_training_seed(seed), device,
-                              work_dir / "baselines" / f"seed{seed}") for seed in seeds],
-                seeds, n_2d))
-        else:
-            outputs.append(run_baseline(name, condition, config, device,
-                                        work_dir / "baselines"))
+        outputs.append(baseline_output(name, condition, config, device, work_dir))
         log(f"  {name}: {outputs[-1].status} ({time.perf_counter() - start:.0f} s)")
     train_seconds = None
     if "sr3" in config.methods:
-        sr3_seeds = seeds if checkpoint is None else seeds[:1]
-        runs, seconds = [], []
-        for seed in sr3_seeds:
-            seeded = config.for_training_seed(seed)
-            if runs:  # later seeds count in 2D only: sample the 2D test images alone
-                seeded = dataclasses.replace(seeded, methods_3d=())
-            rows, trained = _sr3_rows(condition, seeded, work_dir, checkpoint, progress, log)
-            if runs:
-                rows = [dataclasses.replace(r, images=None if r.images is None
-                                            else r.images[:n_2d].clone()) for r in rows]
-            runs.append({row.method: row for row in rows})
-            seconds.append(trained)
-        for output in combine_seed_rows(runs, sr3_seeds, n_2d):
-            outputs.append(output)
-            if checkpoint is not None and output.images is not None:
-                # CHECKPOINT_NOTE: combine-results must not merge such rows as seeds.
-                output.note += f"; one trained model {CHECKPOINT_NOTE}" + (
-                    f": training seed {sr3_seeds[0]} only" if len(sr3_seeds) < len(seeds)
-                    else "")
-        train_seconds = None if checkpoint is not None else sum(seconds) / len(seconds)
+        sr3_outputs, train_seconds = seeded_sr3_outputs(condition, config, work_dir,
+                                                        checkpoint, progress, log)
+        outputs += sr3_outputs
         for method, family in (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm")):
             if family not in config.methods:
                 outputs.append(MethodOutput(config.sr3_row(method), family, None, status="skipped",
@@ -289,6 +264,48 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     halfmap_inputs(result, config)
     score(result, config, log)
     return result
+
+
+def baseline_output(name: str, condition: Condition, config: BenchmarkConfig,
+                    device: torch.device, work_dir: Path) -> MethodOutput:
+    """One baseline's output on ``condition``: a trained baseline once per training seed
+    (in ``work_dir/baselines/seed<S>``, combined into one row), an untrained one once."""
+    if name not in TRAINED_BASELINES:
+        return run_baseline(name, condition, config, device, work_dir / "baselines")
+    seeds = config.training_seeds
+    return combine_seeds(
+        [run_baseline(name, condition, config.for_training_seed(seed), device,
+                      work_dir / "baselines" / f"seed{seed}") for seed in seeds],
+        seeds, config.n_test_2d)
+
+
+def seeded_sr3_outputs(condition: Condition, config: BenchmarkConfig, work_dir: Path,
+                       checkpoint: str | os.PathLike | None, progress: bool,
+                       log: Callable[[str], None]) -> tuple[list[MethodOutput], float | None]:
+    """SR3's rows (:func:`_sr3_rows`) once per training seed, combined row by row, and SR3's
+    mean training seconds (None when loaded). With ``checkpoint`` the one loaded model stands
+    for the first seed, and every row built from it says so (:data:`CHECKPOINT_NOTE`, so
+    that ``combine-results`` never merges such rows as seeds). Later seeds are sampled on
+    the 2D test images only."""
+    seeds, n_2d = config.training_seeds, config.n_test_2d
+    sr3_seeds = seeds if checkpoint is None else seeds[:1]
+    runs, seconds = [], []
+    for seed in sr3_seeds:
+        seeded = config.for_training_seed(seed)
+        if runs:  # later seeds count in 2D only: sample the 2D test images alone
+            seeded = dataclasses.replace(seeded, methods_3d=())
+        rows, trained = _sr3_rows(condition, seeded, work_dir, checkpoint, progress, log)
+        if runs:
+            rows = [dataclasses.replace(r, images=None if r.images is None
+                                        else r.images[:n_2d].clone()) for r in rows]
+        runs.append({row.method: row for row in rows})
+        seconds.append(trained)
+    outputs = combine_seed_rows(runs, sr3_seeds, n_2d)
+    for output in outputs:
+        if checkpoint is not None and output.images is not None:
+            output.note += f"; one trained model {CHECKPOINT_NOTE}" + (
+                f": training seed {sr3_seeds[0]} only" if len(sr3_seeds) < len(seeds) else "")
+    return outputs, None if checkpoint is not None else sum(seconds) / len(seconds)
 
 
 def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,

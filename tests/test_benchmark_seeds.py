@@ -120,3 +120,11 @@ def test_paired_difference_on_seed_averaged_psnr():
     assert mean == pytest.approx(float(difference.mean()))
     assert sem == pytest.approx(float(difference.std()) / math.sqrt(12))
     assert paired_difference(averaged[:1], averaged[:1])[1] is None
+
+
+def test_the_seed_spread_of_a_diverged_seed_is_unknown_not_an_error():
+    from cryodiff.benchmark.seeds import _sd
+
+    assert _sd([1.0, 2.0]) == pytest.approx(2 ** -0.5)
+    assert _sd([1.0, float("nan")]) is None and _sd([1.0, float("inf")]) is None
+    assert _sd([1.0]) is None

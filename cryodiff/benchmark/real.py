@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -246,7 +247,7 @@ def score_real(outputs, test: Split, pixel_size_A: float, tag: str) -> list[dict
     paired gap, each particle's PSNR averaged over the seeds
     (:func:`~cryodiff.benchmark.seeds.seed_metrics`)."""
     from cryodiff.benchmark.evaluate import paired_difference
-    from cryodiff.benchmark.run import SEED_KEYS
+    from cryodiff.benchmark.run import SEED_KEYS, _json_ready
     from cryodiff.benchmark.seeds import SeededOutput, images_per_seed, per_image_psnr, seed_metrics
 
     rows, per_image = [], {}
@@ -274,15 +275,15 @@ def score_real(outputs, test: Split, pixel_size_A: float, tag: str) -> list[dict
     for row in rows:
         if row["psnr"] is not None and noisy_psnr is not None:
             row["psnr_gain_db"] = row["psnr"] - noisy_psnr
-    full = [r for r in rows if r["method"] in per_image and r["method"] != "noisy"]
+    full = [r for r in rows if r["method"] in per_image and r["method"] != "noisy"
+            and math.isfinite(r["psnr"])]
     if full:
         best = max(full, key=lambda r: r["psnr"])
         for row in rows:
             if row["method"] in per_image:
                 row["psnr_vs_best_db"], row["psnr_vs_best_sem"] = paired_difference(
                     per_image[row["method"]], per_image[best["method"]])
-    return [{k: finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
-            for row in rows]
+    return [{k: _json_ready(v) for k, v in row.items()} for row in rows]
 
 
 def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
@@ -298,7 +299,8 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
     ``out_dir/work``). ``n_particles``: real particles scored (default ``config.n_test_2d``).
     Writes ``out_dir/results.json`` and ``results.md``; returns the rows.
     """
-    from cryodiff.benchmark.methods import MethodOutput, load_sr3, noisy_output
+    from cryodiff.benchmark.methods import (MethodOutput, check_sr3_checkpoint,
+                                            checkpoint_config, load_sr3, noisy_output)
     from cryodiff.benchmark.run import baseline_output, seeded_sr3_outputs
     from cryodiff.denoise import check_particles_fit
     from cryodiff.training.loop import select_device
@@ -321,15 +323,16 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
                                  n_test_slow=min(config.n_test_slow, count), methods_3d=(),
                                  pose_search=False)
     device = select_device(config.device, verbose=False)
+    if checkpoint is not None and "sr3" in config.methods:  # refuse a misfit before training
+        check_particles_fit(load_sr3(checkpoint, config.device), config.box,
+                            condition.pixel_size_A)
+        check_sr3_checkpoint(checkpoint_config(checkpoint), config, checkpoint)
     outputs = [noisy_output(condition)]
     for name in BASELINE_METHODS:  # trained baselines: once per training seed
         if name in config.methods:
             outputs.append(baseline_output(name, condition, config, device, work))
             log(f"  {name}: {outputs[-1].status}")
     if "sr3" in config.methods:
-        if checkpoint is not None:  # refuse a model of another box or pixel size first
-            check_particles_fit(load_sr3(checkpoint, config.device), config.box,
-                                condition.pixel_size_A)
         # sr3-mse's post-processors need many samples of the training particles at every
         # step count: not run here (a skipped row below).
         sr3_config = dataclasses.replace(

@@ -75,8 +75,11 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _sd(values: list[float]) -> float | None:
-    """Sample standard deviation (n − 1); None for fewer than two values."""
-    return statistics.stdev(values) if len(values) > 1 else None
+    """Sample standard deviation (n − 1); None for fewer than two values or a value that is
+    not finite (a diverged seed)."""
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return None
+    return statistics.stdev(values)
 
 
 def images_per_seed(output: MethodOutput) -> tuple[torch.Tensor, ...]:

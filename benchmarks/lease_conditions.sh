@@ -29,8 +29,10 @@
 # START=0 to wait for them and pack again; a process id reused meanwhile by another process
 # keeps that wait going until the deadline; the wait checks every POLL_S seconds, default
 # 5). A map other than the phantom is read at PIXEL_SIZE Å (default 2.0). TRAINING_SEEDS
-# (default "0") are the seeds of every learnt method; EXTRA adds arguments to every
-# benchmark (e.g. "--train-steps 20" for a rehearsal).
+# (default "0") are the seeds of every learnt method; a later lease with other seeds (e.g.
+# TRAINING_SEEDS=1, learnt parts only) merges with this one's rows in `cryodiff
+# combine-results` into one row per method over all the seeds. EXTRA adds arguments to
+# every benchmark (e.g. "--train-steps 20" for a rehearsal).
 # The processes share one GPU by time slices: on an H100, four `cpu-small` conditions at
 # once (eight GPU processes) made SR3's training 2.3x and supervised-2x over 3x slower than
 # one condition alone; two conditions at a time is the better use of a short lease.

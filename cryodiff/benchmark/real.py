@@ -248,15 +248,15 @@ def score_real(outputs, test: Split, pixel_size_A: float, tag: str) -> list[dict
     (:func:`~cryodiff.benchmark.seeds.seed_metrics`)."""
     from cryodiff.benchmark.evaluate import paired_difference
     from cryodiff.benchmark.run import SEED_KEYS, _json_ready
-    from cryodiff.benchmark.seeds import SeededOutput, images_per_seed, per_image_psnr, seed_metrics
+    from cryodiff.benchmark.seeds import (images_per_seed, per_image_psnr, seed_metrics,
+                                          training_seeds_of)
 
     rows, per_image = [], {}
     noisy_psnr = None
     for output in outputs:
         row = {"method": output.method, "family": output.family, "map": tag, "snr": None,
                "psnr": None, "ssim": None, "frc_0143": None, **dict.fromkeys(SEED_KEYS),
-               "training_seeds": list(output.seeds) if isinstance(output, SeededOutput)
-               else None, "psnr_gain_db": None,
+               "training_seeds": training_seeds_of(output), "psnr_gain_db": None,
                "psnr_vs_best_db": None, "psnr_vs_best_sem": None, "n_test_2d": None,
                "seconds_per_image": finite_or_none(output.seconds_per_image),
                "fit_seconds": finite_or_none(output.fit_seconds), "fsc_0143_A": None,
@@ -299,8 +299,8 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
     ``out_dir/work``). ``n_particles``: real particles scored (default ``config.n_test_2d``).
     Writes ``out_dir/results.json`` and ``results.md``; returns the rows.
     """
-    from cryodiff.benchmark.methods import (MethodOutput, check_sr3_checkpoint,
-                                            checkpoint_config, load_sr3, noisy_output)
+    from cryodiff.benchmark.methods import (MethodOutput, check_sr3_checkpoint, load_sr3,
+                                            noisy_output)
     from cryodiff.benchmark.run import baseline_output, seeded_sr3_outputs
     from cryodiff.denoise import check_particles_fit
     from cryodiff.training.loop import select_device
@@ -324,9 +324,9 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
                                  pose_search=False)
     device = select_device(config.device, verbose=False)
     if checkpoint is not None and "sr3" in config.methods:  # refuse a misfit before training
-        check_particles_fit(load_sr3(checkpoint, config.device), config.box,
-                            condition.pixel_size_A)
-        check_sr3_checkpoint(checkpoint_config(checkpoint), config, checkpoint)
+        loaded = load_sr3(checkpoint, config.device)
+        check_particles_fit(loaded, config.box, condition.pixel_size_A)
+        check_sr3_checkpoint(loaded.config, config, checkpoint)
     outputs = [noisy_output(condition)]
     for name in BASELINE_METHODS:  # trained baselines: once per training seed
         if name in config.methods:

@@ -34,7 +34,8 @@ from cryodiff.benchmark.methods import (TRAINED_BASELINES, MethodOutput, blend_r
                                         noisy_output, run_baseline, run_sr3, train_sr3)
 from cryodiff.benchmark.seed_merge import CHECKPOINT_NOTE
 from cryodiff.benchmark.seeds import (SeededOutput, combine_seed_rows, combine_seeds,
-                                      images_per_seed, per_image_psnr, seed_metrics)
+                                      images_per_seed, per_image_psnr, seed_metrics,
+                                      training_seeds_of)
 from cryodiff.fsc import FscResult, MaskedFsc
 
 # Methods whose statistics come from the very images they denoise (CWF's covariance): for
@@ -66,10 +67,10 @@ SEED_KEYS = ("n_seeds", "training_seeds", "seed_psnrs", "psnr_seed_sd", "ssim_se
 
 
 def _row(output: MethodOutput, condition: Condition, device: str) -> dict:
-    seeds = list(output.seeds) if isinstance(output, SeededOutput) else None
     return {"method": output.method, "family": output.family, "map": condition.map_name,
             "snr": condition.snr, "psnr": None, "ssim": None, "frc_0143": None,
-            **dict.fromkeys(SEED_KEYS), "training_seeds": seeds, "device": device,
+            **dict.fromkeys(SEED_KEYS), "training_seeds": training_seeds_of(output),
+            "device": device,
             "seconds_per_image": finite_or_none(output.seconds_per_image),
             "fsc_0143_A": None, "fsc_05_A": None, "fsc_halfmap_0143_A": None,
             "halfmap_minus_truth_A": None, "fsc_halfmap_unmasked_0143_A": None,

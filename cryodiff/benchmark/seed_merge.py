@@ -124,9 +124,9 @@ def merge_seed_rows(a: dict, b: dict) -> dict:
         merged[sd_key] = (None if any(m is None for m, _, _ in groups)
                           else pooled_sd(groups))
     base = _base_note(first)
-    differ = " (seed %d; other seeds differ)" % seeds[0] if _base_note(second) != base \
-        or " other seeds differ)" in (first.get("note") or "") + (second.get("note") or "") \
-        else ""
+    notes = (first.get("note") or "") + (second.get("note") or "")
+    differ = (f" (seed {seeds[0]}; other seeds differ)"
+              if _base_note(second) != base or " other seeds differ)" in notes else "")
     on = sorted(set(devices(first) + devices(second)))
     merged |= {"training_seeds": seeds, "n_seeds": len(seeds),
                "device": " + ".join(on) if on else None, "sources": files,

@@ -82,6 +82,12 @@ def _sd(values: list[float]) -> float | None:
     return statistics.stdev(values)
 
 
+def training_seeds_of(output: MethodOutput) -> list[int] | None:
+    """The training seeds a row records for ``output`` (None for a method not trained per
+    seed), whatever its status."""
+    return list(output.seeds) if isinstance(output, SeededOutput) else None
+
+
 def images_per_seed(output: MethodOutput) -> tuple[torch.Tensor, ...]:
     """The images of each training seed (one entry for a method trained once or not at all)."""
     return output.seed_images if isinstance(output, SeededOutput) else (output.images,)

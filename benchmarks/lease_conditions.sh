@@ -13,6 +13,12 @@
 #   large  the SR3-sized supervised U-Net (PARTS must name it), one CPU thread.
 #   sr3v   SR3 trained to predict v instead of ε, and its sr3-pm (rows sr3v…; PARTS must
 #          name it), one CPU thread.
+#   x0ft   as sr3v, and the v SR3's x̂₀ fine-tuned (sr3v-x0ft_1) after its sr3-pm (PARTS
+#          must name it, never with sr3v: its sr3v rows are sr3v's, and two folders of the
+#          same seeds holding them do not combine), one CPU thread.
+#   large2x  the SR3-sized supervised U-Net trained for twice the steps
+#          (supervised-large-2x, x0ft's equal-size, equal-budget peer; PARTS must name it),
+#          one CPU thread.
 # PARTS (default "sr3 sup2x peers") chooses which of them start for every condition, each
 # at most once (checked, with DEADLINE_S and POLL_S, before anything starts, also under
 # START=0, which starts nothing).
@@ -43,13 +49,15 @@ pack=${PACK:-$out/results.tgz} parts=${PARTS:-sr3 sup2x peers} poll=${POLL_S:-5}
 refuse() { echo "lease_conditions.sh: $*" >&2; exit 2; }
 [[ $deadline =~ ^[0-9]+$ ]] || refuse "DEADLINE_S must be whole seconds, got '$deadline'"
 [[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || refuse "POLL_S must be a number of seconds, got '$poll'"
-known="sr3 sup2x peers n2n sup large sr3v" seen=" "
+known="sr3 sup2x peers n2n sup large sr3v x0ft large2x" seen=" "
 for p in $parts; do
   [[ " $known " == *" $p "* ]] || refuse "PARTS: unknown part '$p' ($known)"
   [[ $seen == *" $p "* ]] && refuse "PARTS: part '$p' named twice"
   seen+="$p "
 done
 [ "$seen" != " " ] || refuse "PARTS names no part ($known)"
+[[ $seen == *" sr3v "* && $seen == *" x0ft "* ]] && \
+  refuse "PARTS: x0ft runs sr3v's rows too; name one of them"
 mkdir -p "$out"
 
 part() {  # FOLDER THREADS ARG...: one benchmark in a session of its own
@@ -79,6 +87,9 @@ if [ "${START:-1}" = 1 ]; then
         sup) part "$out/$name/sup" 1 "${extra[@]}" --only supervised supervised-l1 ;;
         large) part "$out/$name/large" 1 "${extra[@]}" --only supervised-large ;;
         sr3v) part "$out/$name/sr3v" 1 "${extra[@]}" --sr3-prediction v --only sr3 sr3-pm ;;
+        x0ft) part "$out/$name/x0ft" 1 "${extra[@]}" --sr3-prediction v \
+                --only sr3 sr3-pm sr3-x0ft ;;
+        large2x) part "$out/$name/large2x" 1 "${extra[@]}" --only supervised-large-2x ;;
       esac
     done
   done

@@ -19,7 +19,7 @@ model is applied only to images of its box and pixel size (:func:`check_particle
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -60,6 +60,7 @@ class Denoiser:
     checkpoint: str = ""
     pixel_size_A: float | None = None  # Å of the training images; None in older checkpoints
     mean_refiner: MeanRefiner | None = None  # sr3-pm's post-processor, if trained
+    x0_model: SR3UNet | None = None  # x0ft's fine-tuned copy of the network, if trained
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,17 @@ def load_denoiser(checkpoint: str | os.PathLike, device: str | torch.device = "c
     return Denoiser(model, postprocessor, Normalisation.from_dict(state["normalisation"]),
                     make_schedule(config.schedule, config.timesteps), config, int(state["step"]),
                     state["path"], None if pixel_size_A is None else float(pixel_size_A),
-                    _mean_refiner(state, config, device))
+                    _mean_refiner(state, config, device), _x0_model(state, config, device))
+
+
+def _x0_model(state: dict, config: TrainConfig, device: str | torch.device) -> SR3UNet | None:
+    """The checkpoint's ``x0_finetune`` entry (``cryodiff train --x0-finetune``): SR3's
+    network fine-tuned for its one-pass x̂₀; None if absent."""
+    saved = state.get("x0_finetune")
+    if saved is None:
+        return None
+    return _loaded(SR3UNet(config.model), saved["weights"], "fine-tuned x̂₀ network ",
+                   state["path"], device)
 
 
 def _mean_refiner(state: dict, config: TrainConfig, device: str | torch.device
@@ -279,7 +290,7 @@ def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
     from cryodiff.threads import adapt_threads
 
     norm, device = denoiser.normalisation, next(denoiser.model.parameters()).device
-    sqrt_gamma = math.sqrt(float(denoiser.schedule.gammas_exact[-1]))
+    sqrt_gamma = denoiser.schedule.noisiest_level
     v_model = denoiser.config.model.prediction == "v"
     out = []
     for number, start in enumerate(range(0, len(noisy), batch_size)):
@@ -308,16 +319,30 @@ def check_one_pass(denoiser: Denoiser, method: str = "x0") -> None:
                             f"--prediction v`)", path=denoiser.checkpoint)
 
 
+def check_x0ft(denoiser: Denoiser) -> None:
+    """Raise :class:`CryodiffError` (naming the checkpoint) unless ``denoiser`` holds the
+    fine-tuned x̂₀ network that ``x0ft`` reads (``cryodiff train --x0-finetune``)."""
+    if denoiser.x0_model is None:
+        raise CryodiffError("the checkpoint has no fine-tuned x̂₀ network for x0ft; train it "
+                            "with `cryodiff train --resume --x0-finetune`",
+                            path=denoiser.checkpoint)
+
+
 def denoise_one_pass(denoiser: Denoiser, images: torch.Tensor, *, self_ensemble: bool = True,
-                     batch_size: int = 64, seed: int = 0,
-                     match_scale: bool = False) -> DenoiseResult:
+                     batch_size: int = 64, seed: int = 0, match_scale: bool = False,
+                     finetuned: bool = False) -> DenoiseResult:
     """``x0`` of ``images (N, L, L)`` (raw units): a v-predicting model's :func:`one_pass_x0`,
     through the dihedral self-ensemble (8 passes) when ``self_ensemble``; no std.
-    ``match_scale`` as in :func:`denoise_with`. Raises :class:`CryodiffError` for an
-    ε-predicting checkpoint (``cryodiff train --prediction v`` trains one that fits)."""
+    ``match_scale`` as in :func:`denoise_with`. ``finetuned``: ``x0ft``, the same readout of
+    the checkpoint's fine-tuned network (``cryodiff train --x0-finetune``). Raises
+    :class:`CryodiffError` for an ε-predicting checkpoint (``cryodiff train --prediction v``
+    trains one that fits) or, with ``finetuned``, one without that network."""
     from cryodiff.self_ensemble import self_ensemble as dihedral_mean
 
-    check_one_pass(denoiser)
+    check_one_pass(denoiser, "x0ft" if finetuned else "x0")
+    if finetuned:
+        check_x0ft(denoiser)
+        denoiser = dataclasses.replace(denoiser, model=denoiser.x0_model)
 
     def x0(x: torch.Tensor) -> torch.Tensor:
         return one_pass_x0(denoiser, x, seed=seed, batch_size=batch_size)

@@ -51,6 +51,11 @@ class NoiseSchedule:
     def n_steps(self) -> int:
         return int(self.betas.shape[0])
 
+    @property
+    def noisiest_level(self) -> float:
+        """``√γ̄_T``, the noise level of the first reverse step (float64 precision)."""
+        return math.sqrt(float(self.gammas_exact[-1]))
+
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio ``γ̄ / (1 − γ̄)`` per step, ``(T,)``."""
         return self.gammas / (1 - self.gammas)  # 1 − γ̄ is exact in float32 for γ̄ ≥ ½

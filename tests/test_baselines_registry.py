@@ -36,12 +36,14 @@ def test_trained_baselines_get_the_diffusion_models_recipe(name):
     baseline = make_baseline(name, **_baseline_options(name, train, torch.device("cpu")))
     loss = "l1" if name == "supervised-l1" else "l2"
     # supervised-2x: twice the steps, what SR3 and the sr3-pm post-processor train together
-    budget = dataclasses.replace(train, steps=2 * train.steps) if name == "supervised-2x" \
+    # (and supervised-large-2x: SR3's size, SR3's and the x̂₀ fine-tuning's steps)
+    budget = dataclasses.replace(train, steps=2 * train.steps) if name.endswith("-2x") \
         else train
     assert baseline.recipe == RegressionRecipe.from_train_config(budget, loss)
     assert baseline.recipe.seed == 2 and baseline.recipe.ema_decay == train.ema_decay
     network = baseline.config or baseline.default_config(train.box)
-    expected_shape = (matched_backbone_config(train.model) if name == "supervised-large"
+    expected_shape = (matched_backbone_config(train.model)
+                      if name.startswith("supervised-large")
                       else train.postprocess)
     assert network.base_channels == expected_shape.base_channels
     assert network.channel_mults == expected_shape.channel_mults

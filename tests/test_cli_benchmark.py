@@ -81,16 +81,22 @@ def test_self_ensemble_and_pm_draws_flags():
 def test_only_runs_the_named_methods_and_excludes_skip():
     import argparse
 
-    from cryodiff.benchmark.config import ALL_METHODS
+    from cryodiff.benchmark.config import ALL_METHODS, DEFAULT_METHODS, OPT_IN_METHODS
     from cryodiff.cli.benchmark import add_args, config_from_args
 
     parser = argparse.ArgumentParser()
     add_args(parser)
-    assert config_from_args(parser.parse_args([])).methods == ALL_METHODS
+    assert config_from_args(parser.parse_args([])).methods == DEFAULT_METHODS
+    assert set(DEFAULT_METHODS) == set(ALL_METHODS) - set(OPT_IN_METHODS)
+    assert {"sr3-x0ft", "supervised-large-2x"} == set(OPT_IN_METHODS)
     assert config_from_args(parser.parse_args(["--only", "sr3", "wiener"])).methods == (
         "wiener", "sr3")  # in the preset's order
+    # the opt-in methods run when named
+    assert config_from_args(parser.parse_args(
+        ["--only", "sr3-x0ft", "sr3", "supervised-large-2x"])).methods == (
+        "supervised-large-2x", "sr3", "sr3-x0ft")
     skipped = config_from_args(parser.parse_args(["--skip", "sr3", "wiener"])).methods
-    assert set(skipped) == set(ALL_METHODS) - {"sr3", "wiener"}
+    assert set(skipped) == set(DEFAULT_METHODS) - {"sr3", "wiener"}
     with pytest.raises(SystemExit):  # argparse: not allowed together
         parser.parse_args(["--only", "sr3", "--skip", "wiener"])
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lease_conditions.sh"
+KNOWN = "sr3 sup2x peers n2n sup large sr3v x0ft large2x"  # the parts, as the script lists them
 SCRIPT_SETTINGS = ("PACK", "START", "PARTS", "EXTRA", "TRAINING_SEEDS", "PEER_THREADS",
                    "PIXEL_SIZE", "POLL_S")
 
@@ -109,13 +110,22 @@ def test_parts_choose_the_processes(tmp_path, fake_python):
     assert _only(call["args"]) == ["sr3", "sr3-pm"]
     assert call["args"][call["args"].index("--sr3-prediction") + 1] == "v"
     assert Path(call["args"][call["args"].index("--out") + 1]).name == "sr3v"
+    (tmp_path / "ft").mkdir()
+    done, calls = _run(tmp_path / "ft", fake_python, "phantom 0.1", PARTS="x0ft large2x")
+    assert done.returncode == 0, done.stderr
+    by_folder = {Path(c["args"][c["args"].index("--out") + 1]).name: c["args"] for c in calls}
+    assert _only(by_folder["x0ft"]) == ["sr3", "sr3-pm", "sr3-x0ft"]
+    assert by_folder["x0ft"][by_folder["x0ft"].index("--sr3-prediction") + 1] == "v"
+    assert _only(by_folder["large2x"]) == ["supervised-large-2x"]
+    assert "--sr3-prediction" not in by_folder["large2x"]
 
 
 @pytest.mark.parametrize("setting, message", [
-    ({"PARTS": "sr3 sup2X"}, "PARTS: unknown part 'sup2X' (sr3 sup2x peers n2n sup large sr3v)"),
-    ({"PARTS": "*"}, "PARTS: unknown part '*' (sr3 sup2x peers n2n sup large sr3v)"),
+    ({"PARTS": "sr3 sup2X"}, f"PARTS: unknown part 'sup2X' ({KNOWN})"),
+    ({"PARTS": "*"}, f"PARTS: unknown part '*' ({KNOWN})"),
     ({"PARTS": "sr3 peers sr3"}, "PARTS: part 'sr3' named twice"),
-    ({"PARTS": "  "}, "PARTS names no part (sr3 sup2x peers n2n sup large sr3v)"),
+    ({"PARTS": "x0ft sr3v"}, "PARTS: x0ft runs sr3v's rows too; name one of them"),
+    ({"PARTS": "  "}, f"PARTS names no part ({KNOWN})"),
     ({"POLL_S": "abc"}, "POLL_S must be a number of seconds, got 'abc'"),
 ])
 def test_bad_settings_are_refused_before_anything_starts(tmp_path, fake_python, setting,

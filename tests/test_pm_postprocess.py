@@ -180,7 +180,7 @@ def test_cli_denoise_methods_and_errors(pm_run, tmp_path, capsys):
                            (["--method", "sr3+pp"], "no post-processor for sr3+pp"),
                            (["--method", "sr3-pm", "--no-postprocess"], "contradicts"),
                            (["--std"], "--std is for --method sr3-pm"),
-                           (["--no-self-ensemble"], "is for --method sr3-pm, x0 and pm+x0"),
+                           (["--no-self-ensemble"], "is for --method sr3-pm, x0, x0ft and pm+x0"),
                            (["--method", "pm+x0"], "pm+x0 needs a v-predicting model"),
                            (["--method", "sr3-pm", "--std", "--sigma-scale", "2"],
                             "not calibrated"),

@@ -26,6 +26,8 @@ BASELINES: dict[str, tuple[str, str]] = {
     # The supervised U-Net trained for as many optimiser steps as SR3 and a post-processor
     # together (the benchmark doubles its recipe's steps).
     "supervised-2x": ("cryodiff.baselines.supervised", "SupervisedUNetLong"),
+    # SR3's network shape at that budget (SR3 + fine-tuning its x̂₀, sr3-x0ft).
+    "supervised-large-2x": ("cryodiff.baselines.supervised", "SupervisedUNetLargeLong"),
     "cwf": ("cryodiff.baselines.cwf", "CwfDenoiser"),
     # CWF fitted on the 2D test images alone (its covariance comes from the images it
     # denoises, so the row "cwf" depends on the size of the 3D test set).

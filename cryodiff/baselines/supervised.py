@@ -4,7 +4,8 @@ They have the clean targets the diffusion model trains on, but no generative pri
 sampling. Three variants (issue 16): ``supervised``, the post-processor's backbone with the
 L2 loss; ``supervised-l1``, the same with the L1 loss (a median, not the PSNR-optimal mean);
 ``supervised-large``, SR3's own U-Net shape without its noise-level and condition inputs,
-so the comparison with SR3 is at matched size.
+so the comparison with SR3 is at matched size. ``supervised-2x`` and ``supervised-large-2x``
+are the small and the large one under the names the benchmark trains twice as long.
 """
 
 from __future__ import annotations
@@ -77,3 +78,12 @@ class SupervisedUNetLong(SupervisedUNet):
     together, so the two compare at equal optimiser steps."""
 
     name = "supervised-2x"
+
+
+class SupervisedUNetLargeLong(SupervisedUNetLarge):
+    """:class:`SupervisedUNetLarge` under its own name for the longer budget: SR3's network
+    shape trained for as many optimiser steps as SR3 and a fine-tuning or post-processor on
+    top of it together (the benchmark doubles the preset's steps) — the regressor of SR3's
+    size at SR3's whole budget, beside which ``sr3v-x0ft`` is measured."""
+
+    name = "supervised-large-2x"

@@ -36,7 +36,7 @@ from cryodiff.self_ensemble import self_ensemble
 from cryodiff.training.config import TrainConfig, get_preset, with_overrides
 
 TRAINED_BASELINES = ("noise2noise", "supervised", "supervised-l1", "supervised-large",
-                     "supervised-2x")
+                     "supervised-2x", "supervised-large-2x")
 SELF_ENSEMBLE_NOTE = "dihedral self-ensemble at test time (8 flips/rotations averaged)"
 # The benchmark settings that decide what a trained baseline learns (with the training
 # preset, in full): its cache key. Other settings may change without retraining it.
@@ -76,7 +76,7 @@ def sr3_train_config(config: BenchmarkConfig, condition: Condition) -> TrainConf
                           prediction=config.sr3_prediction)
 
 
-def _one_pass_row(denoiser, noisy: torch.Tensor, config: BenchmarkConfig,
+def one_pass_row(denoiser, noisy: torch.Tensor, config: BenchmarkConfig,
                   train_seconds: float | None) -> MethodOutput:
     """``sr3v-x0_1``: a v-predicting SR3's own estimate of the clean image at the noisiest
     level, one network pass from pure noise (there v̂ ≈ −x̂₀, so the network is a regressor of
@@ -134,8 +134,9 @@ def _fit_data(name: str, condition: Condition) -> DenoisingData:
 def _regression_recipe(name: str, train: TrainConfig) -> RegressionRecipe:
     """The trained baselines' recipe: the diffusion model's optimiser, budget and precision
     (issue 16's fair protocol), with the L1 loss for "supervised-l1" and L2 otherwise;
-    "supervised-2x" trains twice the steps (SR3's and the sr3-pm post-processor's together)."""
-    if name == "supervised-2x":
+    "supervised-2x" and "supervised-large-2x" train twice the steps (SR3's and the sr3-pm
+    post-processor's, or the sr3-x0ft fine-tuning's, together)."""
+    if name.endswith("-2x"):
         train = dataclasses.replace(train, steps=2 * train.steps)
     return RegressionRecipe.from_train_config(train, "l1" if name == "supervised-l1" else "l2")
 
@@ -144,7 +145,7 @@ def _baseline_options(name: str, train: TrainConfig, device: torch.device) -> di
     if name not in TRAINED_BASELINES:
         return {}
     options = {"recipe": _regression_recipe(name, train), "device": device}
-    if name == "supervised-large":
+    if name.startswith("supervised-large"):
         # SR3's own U-Net shape without its noise-level and condition inputs (matched size).
         return options | {"unet": train.model}
     # The post-processor's backbone without its condition input.
@@ -408,7 +409,7 @@ def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
                                  note=f"mean of {k} samples, {steps} {config.sr3_sampler.upper()} steps{pp}"))
     if config.sr3_prediction == "v":
         try:
-            rows.append(_one_pass_row(denoiser, test.noisy[:n], config, train_seconds))
+            rows.append(one_pass_row(denoiser, test.noisy[:n], config, train_seconds))
         except Exception as error:  # the SR3 rows already measured stay in the table
             line = traceback.format_exception_only(type(error), error)[-1].strip()
             rows.append(MethodOutput(config.sr3_row("sr3-x0_1"), "sr3-x0", None,

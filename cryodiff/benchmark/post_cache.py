@@ -1,4 +1,5 @@
-"""Trained post-processors kept beside the SR3 run they refine, under a key of their settings.
+"""Trained post-processors (and other networks built on SR3, e.g. sr3-x0ft's fine-tuned copy)
+kept beside the SR3 run they refine, under a key of their settings.
 
 A later benchmark run reuses a post-processor only when its key (recipe, particles, data and
 the SR3 checkpoint's step) is identical; an unreadable or different file is retrained, never
@@ -40,21 +41,23 @@ def post_key(label: str, post, particles: int, condition: Condition,
                       sort_keys=True)
 
 
-def store_post(cache: Path, key: str, net: PostProcessUNet, fit_seconds: float) -> None:
-    """Save a trained post-processor under ``key`` for :func:`load_cached_post` (atomic)."""
+def store_post(cache: Path, key: str, net: torch.nn.Module, fit_seconds: float) -> None:
+    """Save a trained network under ``key`` for :func:`load_cached_post` (atomic)."""
     store_keyed(cache, key, fit_seconds=fit_seconds,
                 state={k: v.cpu() for k, v in net.state_dict().items()})
 
 
-def load_cached_post(cache: Path | None, key: str, denoiser: Denoiser, device: torch.device
-                     ) -> tuple[PostProcessUNet | None, float | None]:
-    """The post-processor saved in ``cache`` under ``key`` (:func:`store_post`) and its
-    training seconds, or ``(None, None)``; an unreadable cache is retrained, never trusted."""
+def load_cached_post(cache: Path | None, key: str, denoiser: Denoiser, device: torch.device,
+                     build: Callable[[], torch.nn.Module] | None = None
+                     ) -> tuple[torch.nn.Module | None, float | None]:
+    """The network saved in ``cache`` under ``key`` (:func:`store_post`) and its training
+    seconds, or ``(None, None)``; an unreadable cache is retrained, never trusted. ``build``
+    makes the empty network (default: a post-processor of ``denoiser``'s shape)."""
     saved = load_keyed(cache, key)
     if saved is None:
         return None, None
     try:
-        net = PostProcessUNet(denoiser.config.postprocess)
+        net = build() if build is not None else PostProcessUNet(denoiser.config.postprocess)
         net.load_state_dict(saved["state"])
         return net.to(device).eval().requires_grad_(False), float(saved["fit_seconds"])
     except Exception:  # damaged or of another shape: retrained
@@ -62,13 +65,14 @@ def load_cached_post(cache: Path | None, key: str, denoiser: Denoiser, device: t
 
 
 def trained_post(cache_dir: Path | None, file_name: str, key: str, denoiser: Denoiser,
-                 device: torch.device, train: Callable[[], PostProcessUNet]
-                 ) -> tuple[PostProcessUNet, float, bool]:
-    """``(network, training seconds, reused)``: the post-processor saved as
-    ``cache_dir/file_name`` under ``key`` if there is one, else ``train()``'s, timed and
-    saved there (with ``cache_dir``)."""
+                 device: torch.device, train: Callable[[], torch.nn.Module],
+                 build: Callable[[], torch.nn.Module] | None = None
+                 ) -> tuple[torch.nn.Module, float, bool]:
+    """``(network, training seconds, reused)``: the network saved as ``cache_dir/file_name``
+    under ``key`` if there is one (``build`` as in :func:`load_cached_post`), else
+    ``train()``'s, timed and saved there (with ``cache_dir``)."""
     cache = None if cache_dir is None else Path(cache_dir) / file_name
-    net, fit_seconds = load_cached_post(cache, key, denoiser, device)
+    net, fit_seconds = load_cached_post(cache, key, denoiser, device, build)
     if net is not None:
         return net, fit_seconds, True
     start = time.perf_counter()

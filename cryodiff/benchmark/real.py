@@ -301,7 +301,7 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
     """
     from cryodiff.benchmark.methods import (MethodOutput, check_sr3_checkpoint, load_sr3,
                                             noisy_output)
-    from cryodiff.benchmark.run import baseline_output, seeded_sr3_outputs
+    from cryodiff.benchmark.run import REFINED_ROWS, baseline_output, seeded_sr3_outputs
     from cryodiff.denoise import check_particles_fit
     from cryodiff.training.loop import select_device
 
@@ -340,9 +340,9 @@ def run_real_benchmark(star: str | os.PathLike, map_path: str | os.PathLike,
         sr3_outputs, _ = seeded_sr3_outputs(condition, sr3_config, work, checkpoint,
                                             progress, log)
         outputs += sr3_outputs
-    for family, method in (("sr3-pm", "sr3-pm"), ("sr3-mse", "sr3+pp-mse")):
+    for method, family in REFINED_ROWS:
         if family in config.methods and not any(o.family == family for o in outputs):
-            note = ("refines SR3's samples: needs sr3" if "sr3" not in config.methods else
+            note = ("builds on SR3: needs sr3" if "sr3" not in config.methods else
                     "not run on real particles (its post-processors need many samples of the "
                     "training particles at every step count)")
             outputs.append(MethodOutput(config.sr3_row(method), family, None,

@@ -47,6 +47,9 @@ ASSUMPTIONS = {
                         "regressor as large as SR3.",
     "supervised-2x": "as supervised, trained for twice the steps: as many optimiser steps "
                      "as SR3 and the sr3-pm post-processor together (equal budget).",
+    "supervised-large-2x": "as supervised-large (SR3's size), trained for twice the steps: "
+                           "SR3's and the sr3-x0ft fine-tuning's together (equal budget, "
+                           "equal size).",
     "cwf": "the clean images share a low-rank, rotation-invariant covariance (ASPIRE "
            "DenoiserCov2D) estimated from the images it denoises (the whole 3D test set); "
            "CTF re-applied to compare with the clean_ctf target.",
@@ -66,6 +69,9 @@ ASSUMPTIONS = {
     "sr3-x0": "a v-predicting SR3's own x̂₀ at the noisiest level, one pass from pure noise: "
               "there the network regresses the clean image, so this is a free posterior-mean "
               "estimate (v-runs only).",
+    "sr3-x0ft": "as sr3-x0, with a copy of SR3's network fine-tuned at the noisiest level for "
+                "that readout (L2 + EMA, the regression U-Nets' recipe and budget, on top of "
+                "SR3: as many optimiser steps in all as supervised-2x; v-runs only).",
     "sr3-pm+x0": "the pixelwise mean of sr3v-pm and sr3v-x0_1, a v-predicting SR3's two "
                  "posterior-mean estimates, with equal weights fixed in advance (v-runs with "
                  "sr3-pm only).",
@@ -232,11 +238,13 @@ def _budget(config: BenchmarkConfig, results) -> list[str]:
         f"paper's design; their time is in `fit_seconds`); the paper-faithful one (the "
         f"sr3+pp rows) keeps the paper's plain AdamW with L1, no warm-up, clipping or EMA. "
         f"The sr3-pm post-processor trains like a regression U-Net ({t.steps} steps × batch "
-        f"{t.batch_size}) on top of SR3; supervised-2x trains {2 * t.steps} steps, the same "
+        f"{t.batch_size}) on top of SR3, and so does the sr3-x0ft fine-tuning of SR3's own "
+        f"network; supervised-2x and supervised-large-2x train {2 * t.steps} steps, the same "
         f"total. No network gets the CTF as an input (Wiener and CWF do).",
         "- Test time: " + ("every network trained here and applied in one pass "
                            "(Noise2Noise, the supervised U-Nets, the sr3+pp-mse and sr3-pm "
-                           "post-processors) averages the 8 dihedral flips/rotations of its "
+                           "post-processors, a v-SR3's one-pass x̂₀ and its fine-tuned "
+                           "sr3-x0ft) averages the 8 dihedral flips/rotations of its "
                            "input (self-ensemble); Topaz runs once, as shipped, and the "
                            "paper-faithful SR3 rows are single passes as in the paper."
                            if config.self_ensemble else "single passes, no self-ensemble."),
@@ -299,10 +307,11 @@ def write_figures(out: Path, config: BenchmarkConfig, results) -> dict:
     slow_max = max(config.sr3_steps)
     fast = config.sr3_fast_steps
     keep = {"noisy", "lowpass", "wiener", "bm3d", "topaz", "noise2noise", "supervised",
-            "supervised-l1", "supervised-large", "supervised-2x", "cwf", "cwf-2d",
+            "supervised-l1", "supervised-large", "supervised-2x", "supervised-large-2x",
+            "cwf", "cwf-2d",
             *map(config.sr3_row, (f"sr3_{slow_max}", f"sr3+pp_{fast}", f"sr3+pp-mse_{fast}",
                                   f"sr3_mean{config.posterior_samples}_{fast}",
-                                  f"sr3-pm{config.pm_draws}_{fast}"))}
+                                  f"sr3-pm{config.pm_draws}_{fast}", "sr3-x0ft_1"))}
     for result in results:
         test = result.condition.test
         for o in result.outputs:

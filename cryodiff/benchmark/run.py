@@ -60,6 +60,8 @@ class ConditionResult:
 
 
 NOT_REQUESTED = "not requested (--skip, --only or the preset's method list)"
+# The rows that refine or fine-tune SR3 (row name, method family): each needs "sr3".
+REFINED_ROWS = (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm"), ("sr3-x0ft_1", "sr3-x0ft"))
 
 
 # Row keys of a learnt method's training seeds (None for methods not trained here).
@@ -228,8 +230,8 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
 
     The learnt methods run once per training seed (trained baselines cached in
     ``work_dir/baselines/seed<S>``, SR3 runs in ``work_dir/sr3_<condition>_seed<S>``); with a
-    ``checkpoint``, SR3 and its ``"sr3-mse"``/``"sr3-pm"`` rows use it under the first training
-    seed only.
+    ``checkpoint``, SR3 and the rows built on it (:data:`REFINED_ROWS`) use it under the first
+    training seed only.
     """
     from cryodiff.training.loop import device_label, select_device
 
@@ -248,17 +250,17 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
         sr3_outputs, train_seconds = seeded_sr3_outputs(condition, config, work_dir,
                                                         checkpoint, progress, log)
         outputs += sr3_outputs
-        for method, family in (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm")):
+        for method, family in REFINED_ROWS:
             if family not in config.methods:
                 outputs.append(MethodOutput(config.sr3_row(method), family, None, status="skipped",
                                             note=NOT_REQUESTED))
     else:
         outputs.append(MethodOutput(config.sr3_row("sr3+pp"), "sr3+pp", None, status="skipped",
                                     note=NOT_REQUESTED))
-        for method, family in (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm")):
+        for method, family in REFINED_ROWS:
             outputs.append(MethodOutput(
                 config.sr3_row(method), family, None, status="skipped",
-                note="refines SR3's samples: needs sr3" if family in config.methods
+                note="builds on SR3: needs sr3" if family in config.methods
                 else NOT_REQUESTED))
     result = ConditionResult(condition, outputs, train_seconds=train_seconds,
                              device=device_label(device))
@@ -312,12 +314,13 @@ def seeded_sr3_outputs(condition: Condition, config: BenchmarkConfig, work_dir: 
 def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
               checkpoint: str | os.PathLike | None, progress: bool,
               log: Callable[[str], None]) -> tuple[list[MethodOutput], float | None]:
-    """SR3's rows (and the ``"sr3-mse"``, ``"sr3-pm"`` ones if requested, with a v-model's
-    ``sr3v-pm+x0`` blend, :func:`~cryodiff.benchmark.methods.blend_row`) under
+    """SR3's rows (and the ``"sr3-mse"``, ``"sr3-pm"`` and ``"sr3-x0ft"`` ones if requested,
+    with a v-model's ``sr3v-pm+x0`` blend, :func:`~cryodiff.benchmark.methods.blend_row`) under
     ``config.training_seed``, trained in ``work_dir/sr3_<condition>_seed<S>`` (or loaded from
     ``checkpoint``), and SR3's training seconds (None when loaded)."""
     from cryodiff.benchmark.sr3_mse import run_sr3_mse
     from cryodiff.benchmark.sr3_pm import run_sr3_pm
+    from cryodiff.benchmark.sr3_x0ft import run_sr3_x0ft
 
     seed, start = config.training_seed, time.perf_counter()
     train_seconds, run_dir = None, None
@@ -333,7 +336,8 @@ def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     rows = run_sr3(denoiser, condition, config, train_seconds, progress=False)
     log(f"  sr3 (training seed {seed}) sampled ({time.perf_counter() - start:.0f} s)")
     for family, method, run in (("sr3-mse", "sr3+pp-mse", run_sr3_mse),
-                                ("sr3-pm", "sr3-pm", run_sr3_pm)):
+                                ("sr3-pm", "sr3-pm", run_sr3_pm),
+                                ("sr3-x0ft", "sr3-x0ft_1", run_sr3_x0ft)):
         if family not in config.methods:
             continue
         start = time.perf_counter()

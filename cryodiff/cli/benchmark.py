@@ -43,7 +43,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--skip", nargs="+", default=[], metavar="METHOD",
                         help="methods to leave out (they appear in the table as skipped)")
     chosen.add_argument("--only", nargs="+", metavar="METHOD",
-                        help="run only these methods (the others appear as skipped)")
+                        help="run only these methods (the others appear as skipped); "
+                             "sr3-x0ft and supervised-large-2x run only when named here")
     parser.add_argument("--checkpoint", metavar="RUN|CKPT",
                         help="use this trained SR3 run instead of training one per condition")
     parser.add_argument("--train-steps", type=int, help="optimiser steps of every trained method")
@@ -101,7 +102,9 @@ def config_from_args(args: argparse.Namespace):
                  "pm_draws": args.pm_draws,
                  "sr3_prediction": args.sr3_prediction,
                  "self_ensemble": False if args.no_self_ensemble else None,
-                 "methods": tuple(m for m in config.methods
+                 # --only chooses from every method (the opt-in ones too), --skip
+                 # removes from the preset's
+                 "methods": tuple(m for m in (ALL_METHODS if args.only else config.methods)
                                   if (m in args.only if args.only else m not in args.skip))}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config.validate()

@@ -11,12 +11,12 @@ import numpy as np
 from cryodiff.cli.arguments import device, nonnegative_int, positive_int
 from cryodiff.errors import CryodiffError
 
-METHODS = ("sr3", "sr3+pp", "sr3-pm", "x0", "pm+x0")
+METHODS = ("sr3", "sr3+pp", "sr3-pm", "x0", "x0ft", "pm+x0")
 # The methods that average the sr3-pm post-processor's draws and refine them, those that
 # read a v-model's one-pass x̂₀, and those run through the dihedral self-ensemble.
 PM_METHODS = ("sr3-pm", "pm+x0")
-ONE_PASS_METHODS = ("x0", "pm+x0")
-SELF_ENSEMBLE_METHODS = ("sr3-pm", "x0", "pm+x0")
+ONE_PASS_METHODS = ("x0", "x0ft", "pm+x0")
+SELF_ENSEMBLE_METHODS = ("sr3-pm", "x0", "x0ft", "pm+x0")
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -38,12 +38,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "on, refined (`cryodiff train --pm-postprocess`; the best PSNR). "
                              "x0: a v-predicting model's (`cryodiff train --prediction v`) "
                              "own estimate of the clean image, one network pass per view "
-                             "(the fastest). pm+x0: the mean of sr3-pm and x0 (a v-model with "
+                             "(the fastest). x0ft: the same from the network fine-tuned for "
+                             "it (`cryodiff train --x0-finetune`). pm+x0: the mean of "
+                             "sr3-pm and x0 (a v-model with "
                              "its sr3-pm post-processor; the benchmark's best cryodiff row). "
                              "Default: sr3+pp when the checkpoint has its post-processor, "
                              "else sr3")
     parser.add_argument("--no-self-ensemble", action="store_true",
-                        help="sr3-pm, x0, pm+x0: one pass instead of averaging the 8 flips "
+                        help="sr3-pm, x0, x0ft, pm+x0: one pass instead of averaging the 8 flips "
                              "and rotations (8x faster, slightly lower PSNR)")
     parser.add_argument("--steps", type=positive_int,
                         help="sampling steps (default: the post-processor's training steps "
@@ -146,15 +148,19 @@ def _method(args: argparse.Namespace, denoiser) -> str:
         raise CryodiffError("--std is for --method sr3-pm (sr3 and sr3+pp write a std map "
                             "with --samples K > 1)")
     if method not in SELF_ENSEMBLE_METHODS and args.no_self_ensemble:
-        raise CryodiffError("--no-self-ensemble is for --method sr3-pm, x0 and pm+x0")
+        raise CryodiffError("--no-self-ensemble is for --method sr3-pm, x0, x0ft and pm+x0")
     if method in ONE_PASS_METHODS:
         from cryodiff.denoise import check_one_pass
 
         check_one_pass(denoiser, method)
-    if method == "x0":
+    if method == "x0ft":
+        from cryodiff.denoise import check_x0ft
+
+        check_x0ft(denoiser)
+    if method in ("x0", "x0ft"):
         if args.samples > 1 or args.steps is not None or args.sampler is not None:
-            raise CryodiffError("--method x0 is one network pass: --samples, --steps and "
-                                "--sampler do not apply")
+            raise CryodiffError(f"--method {method} is one network pass: --samples, --steps "
+                                "and --sampler do not apply")
     if method == "sr3-pm" and args.std and denoiser.mean_refiner.draws == 1:
         raise CryodiffError("--std: this sr3-pm post-processor refines a single sample "
                             "(trained with --pm-draws 1), so there is no spread to write",
@@ -193,7 +199,7 @@ def main(args: argparse.Namespace) -> int:
     check_particles_fit(denoiser, box, pixel_size_A, source)
     method = _method(args, denoiser)
     use_post = method == "sr3+pp"
-    if method == "x0":
+    if method in ("x0", "x0ft"):
         steps, sampler = 1, "one pass"
     elif method in PM_METHODS:
         steps = args.steps or denoiser.mean_refiner.sampling_steps
@@ -210,11 +216,12 @@ def main(args: argparse.Namespace) -> int:
             std_path = out.with_name(out.stem + "_std.mrcs")
             std_writer = files.enter_context(StackWriter(std_path, box, header_A))
         for number, (_, images) in enumerate(batches):
-            if method == "x0":
+            if method in ("x0", "x0ft"):
                 result = denoise_one_pass(denoiser, images,
                                           self_ensemble=not args.no_self_ensemble,
                                           batch_size=args.batch_size, seed=args.seed + number,
-                                          match_scale=not args.keep_scale)
+                                          match_scale=not args.keep_scale,
+                                          finetuned=method == "x0ft")
             elif method == "pm+x0":
                 result = denoise_pm_x0(
                     denoiser, images, steps=steps, sampler=sampler,
@@ -249,6 +256,9 @@ def _describe(method: str, denoiser, sampler: str, steps: int) -> str:
     """``sr3-pm: mean of 4 DDPM samples of 10 steps, refined`` and the like."""
     if method == "x0":
         return "x0: the network's estimate of the clean image, one pass per view"
+    if method == "x0ft":
+        return ("x0ft: the fine-tuned network's estimate of the clean image, one pass per "
+                "view")
     if method == "pm+x0":
         return (f"pm+x0: sr3-pm (mean of {denoiser.mean_refiner.draws} {sampler} samples of "
                 f"{steps} steps, refined) averaged with x0")

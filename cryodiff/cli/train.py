@@ -38,6 +38,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                          "preset's post_n_samples with --map)")
     pm.add_argument("--pm-steps", type=positive_int, metavar="N",
                     help="its training steps (default: the run's --steps)")
+    x0ft = parser.add_argument_group("x0ft: a v-model's one-pass x̂₀, fine-tuned (one pass "
+                                     "per view)")
+    x0ft.add_argument("--x0-finetune", action="store_true",
+                      help="after training a v-predicting model (--prediction v), fine-tune "
+                           "a copy of its network for its one-pass x̂₀ (`cryodiff denoise "
+                           "--method x0ft`; costs about as much as the training itself)")
+    x0ft.add_argument("--x0-particles", type=positive_int, metavar="N",
+                      help="training particles it learns from (default: all of --data; the "
+                           "preset's post_n_samples with --map)")
+    x0ft.add_argument("--x0-steps", type=positive_int, metavar="N",
+                      help="its fine-tuning steps (default: the run's --steps)")
     parser.add_argument("--device", type=device, help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--batch-size", type=positive_int, help="images per step and process")
     parser.add_argument("--snr", type=positive_float, help="SNR of pairs simulated with --map")
@@ -124,10 +135,17 @@ def main(args: argparse.Namespace) -> int:
     if pm_options and not args.pm_postprocess:
         raise CryodiffError(f"{', '.join(pm_options)} set the sr3-pm post-processor: add "
                             "--pm-postprocess")
+    x0_options = [flag for flag, value in (("--x0-particles", args.x0_particles),
+                                           ("--x0-steps", args.x0_steps)) if value is not None]
+    if x0_options and not args.x0_finetune:
+        raise CryodiffError(f"{', '.join(x0_options)} set the x̂₀ fine-tuning: add "
+                            "--x0-finetune")
     from cryodiff.io.outputs import check_outputs
 
     check_outputs(folder=args.out)
     config = _config(args)
+    if args.x0_finetune and config.model.prediction != "v":
+        raise CryodiffError("--x0-finetune needs a v-predicting model: train with --prediction v")
     if args.like is not None:
         data = open_training_data(config, data_dir=_simulate_like(args))
     else:
@@ -153,4 +171,12 @@ def main(args: argparse.Namespace) -> int:
                                          device=config.device, progress=not args.no_progress)
         print(f"cryodiff: sr3-pm post-processor stored in the latest checkpoint of "
               f"{args.out}; {pm_summary(metrics)}")
+    if args.x0_finetune:
+        from cryodiff.training.x0_finetune import train_x0_finetune, x0ft_summary
+
+        metrics = train_x0_finetune(args.out, data, particles=args.x0_particles,
+                                    steps=args.x0_steps, device=config.device,
+                                    progress=not args.no_progress)
+        print(f"cryodiff: fine-tuned x̂₀ network stored in the latest checkpoint of "
+              f"{args.out}; {x0ft_summary(metrics)}")
     return 0

@@ -10,7 +10,8 @@ Keys: ``format``, ``cryodiff_version``, ``step``, ``config`` (JSON of
 ``model``, ``ema``, ``optimizer`` (state dicts), ``rng`` (torch CPU / CUDA generator states),
 ``postprocess`` (state dict of the post-processing U-Net, or absent), ``pm_postprocess``
 (``sr3-pm``'s post-processor, or absent: ``weights`` (state dict), ``draws``,
-``sampling_steps``, ``sampler``, ``particles``, ``steps``), ``pixel_size_A`` (Å of the
+``sampling_steps``, ``sampler``, ``particles``, ``steps``), ``x0_finetune`` (``x0ft``'s fine-tuned
+copy of the network, or absent: ``weights``, ``particles``, ``steps``), ``pixel_size_A`` (Å of the
 training images; absent when unknown, e.g. in-memory pairs without one, or older runs).
 
 Loading never executes anything from the file (``weights_only=True`` refuses pickled code) and
@@ -173,6 +174,7 @@ def _check_content(state: dict[str, Any], file: Path) -> None:
             continue
         _check_weights(weights, key, file)
     _check_mean_refiner(state.get("pm_postprocess"), file)
+    _check_x0_finetune(state.get("x0_finetune"), file)
 
 
 def _check_weights(weights: Any, key: str, file: Path) -> None:
@@ -200,6 +202,18 @@ def _check_mean_refiner(saved: Any, file: Path) -> None:
                             "positive draws, sampling_steps, particles and steps, and a sampler "
                             "ddpm or ddim)", path=file)
     _check_weights(saved.get("weights"), "pm_postprocess", file)
+
+
+def _check_x0_finetune(saved: Any, file: Path) -> None:
+    """The optional ``x0_finetune`` entry: weights and positive ``particles`` and ``steps``."""
+    if saved is None:
+        return
+    if not isinstance(saved, dict) or not all(
+            isinstance(saved.get(k), int) and not isinstance(saved.get(k), bool)
+            and saved[k] >= 1 for k in ("particles", "steps")):
+        raise CryodiffError("the checkpoint's x0_finetune entry is damaged (needs weights and "
+                            "positive particles and steps)", path=file)
+    _check_weights(saved.get("weights"), "x0_finetune", file)
 
 
 def weights_mismatch(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str | None:

@@ -218,9 +218,9 @@ print(f"post-processor: {sum(p.numel() for p in postprocessor.parameters()) / 1e
 # a budget of its own: a copy of the network is fine-tuned at the noisiest level with the
 # squared error and the regression recipe for `x0_steps` more steps (the run's steps by
 # default; SR3 + `x0ft` then train as many steps as the benchmark's `supervised-2x`). SR3's
-# own network, which samples, is left as it was. At `ci` on the ribosome map at SNR 0.1 it is
-# cryodiff's best row over three training seeds, 0.07 dB ahead of a supervised U-Net of SR3's
-# size trained as many steps (`docs/benchmarks.md` section 10).
+# own network, which samples, is left as it was. At `ci` on both maps at SNR 0.1 it is
+# cryodiff's best row over three training seeds, 0.06–0.12 dB ahead of a supervised U-Net of
+# SR3's size trained as many steps (`docs/benchmarks.md` section 10).
 
 # %%
 pm_metrics = None

@@ -335,11 +335,11 @@ def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     start = time.perf_counter()
     rows = run_sr3(denoiser, condition, config, train_seconds, progress=False)
     log(f"  sr3 (training seed {seed}) sampled ({time.perf_counter() - start:.0f} s)")
-    for family, method, run in (("sr3-mse", "sr3+pp-mse", run_sr3_mse),
-                                ("sr3-pm", "sr3-pm", run_sr3_pm),
-                                ("sr3-x0ft", "sr3-x0ft_1", run_sr3_x0ft)):
+    runs = {"sr3-mse": run_sr3_mse, "sr3-pm": run_sr3_pm, "sr3-x0ft": run_sr3_x0ft}
+    for method, family in REFINED_ROWS:
         if family not in config.methods:
             continue
+        run = runs[family]
         start = time.perf_counter()
         try:
             rows += run(denoiser, condition, config, rows, cache_dir=run_dir)

@@ -17,6 +17,7 @@ METHODS = ("sr3", "sr3+pp", "sr3-pm", "x0", "x0ft", "pm+x0")
 PM_METHODS = ("sr3-pm", "pm+x0")
 ONE_PASS_METHODS = ("x0", "x0ft", "pm+x0")
 SELF_ENSEMBLE_METHODS = ("sr3-pm", "x0", "x0ft", "pm+x0")
+X0_METHODS = ("x0", "x0ft")  # one network pass per view and nothing else
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -157,7 +158,7 @@ def _method(args: argparse.Namespace, denoiser) -> str:
         from cryodiff.denoise import check_x0ft
 
         check_x0ft(denoiser)
-    if method in ("x0", "x0ft"):
+    if method in X0_METHODS:
         if args.samples > 1 or args.steps is not None or args.sampler is not None:
             raise CryodiffError(f"--method {method} is one network pass: --samples, --steps "
                                 "and --sampler do not apply")
@@ -199,7 +200,7 @@ def main(args: argparse.Namespace) -> int:
     check_particles_fit(denoiser, box, pixel_size_A, source)
     method = _method(args, denoiser)
     use_post = method == "sr3+pp"
-    if method in ("x0", "x0ft"):
+    if method in X0_METHODS:
         steps, sampler = 1, "one pass"
     elif method in PM_METHODS:
         steps = args.steps or denoiser.mean_refiner.sampling_steps
@@ -216,7 +217,7 @@ def main(args: argparse.Namespace) -> int:
             std_path = out.with_name(out.stem + "_std.mrcs")
             std_writer = files.enter_context(StackWriter(std_path, box, header_A))
         for number, (_, images) in enumerate(batches):
-            if method in ("x0", "x0ft"):
+            if method in X0_METHODS:
                 result = denoise_one_pass(denoiser, images,
                                           self_ensemble=not args.no_self_ensemble,
                                           batch_size=args.batch_size, seed=args.seed + number,

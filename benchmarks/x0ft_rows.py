@@ -2,14 +2,17 @@
 
 For a ``cryodiff benchmark --sr3-prediction v`` run stopped after SR3 trained (its run folder
 ``OUT/work/sr3v_<condition>_seed<S>`` holds the finished checkpoint): rebuilds the condition's
-data as the benchmark does, fine-tunes the x̂₀ readout exactly as the benchmark's ``sr3-x0ft``
+data as the benchmark does (if ``RUN_DIR`` holds no finished SR3, trains it there exactly as
+the benchmark's ``train_sr3`` does, resuming an interrupted run, but without the paper's
+post-processor, which neither row uses; a later benchmark run over that folder adds it), fine-tunes the x̂₀ readout exactly as the benchmark's ``sr3-x0ft``
 (:func:`cryodiff.benchmark.sr3_x0ft.run_sr3_x0ft`, cached in the run folder) and scores both
 one-pass rows on the ``n_test_2d`` test particles, writing PSNR, SSIM and per-image PSNR
 (dB, for pairing with another run's rows of the same particles) as JSON. The raw particles'
-row is included, so the pairing can be checked. Training seed 0, the CPU.
+row is included, so the pairing can be checked. The CPU; training seed ``SEED`` (default 0).
 
 ``OMP_NUM_THREADS=1 python benchmarks/x0ft_rows.py phantom 0.1 none
-runs/cs_ph/work/sr3v_phantom_snr0.1_seed0 out.json`` (MAP SNR PIXEL_SIZE|none RUN_DIR OUT).
+runs/cs_ph/work/sr3v_phantom_snr0.1_seed0 out.json`` (MAP SNR PIXEL_SIZE|none RUN_DIR OUT
+[SEED]).
 """
 
 from __future__ import annotations
@@ -24,21 +27,57 @@ import torch
 
 from cryodiff.benchmark.conditions import make_condition
 from cryodiff.benchmark.config import get_preset
-from cryodiff.benchmark.methods import one_pass_row
+from cryodiff.benchmark.methods import data_settings, one_pass_row, sr3_train_config
 from cryodiff.benchmark.sr3_x0ft import run_sr3_x0ft
 from cryodiff.denoise import load_denoiser
+from cryodiff.io.atomic import write_json_atomic
 from cryodiff.metrics import psnr, ssim
+from cryodiff.training.checkpoint import latest_checkpoint, load_checkpoint
+from cryodiff.training.data import PairedStackData
+from cryodiff.training.config import TrainConfig
+from cryodiff.training.loop import train
+
+
+def train_sr3_alone(condition, config, run_dir: Path) -> None:
+    """Train (or finish) the condition's v SR3 in ``run_dir`` as the benchmark's ``train_sr3``
+    does, without the post-processor; nothing to do when it is already fully trained. A run
+    folder trained with other settings is refused, never overwritten."""
+    train_config = sr3_train_config(config, condition)
+    settings, settings_file = data_settings(condition, config), run_dir / "benchmark_data.json"
+    latest, done = latest_checkpoint(run_dir), 0
+    if latest is not None:
+        state = load_checkpoint(latest)
+        saved = dataclasses.replace(TrainConfig.from_json(state["config"]),
+                                    device=train_config.device)  # a GPU run loads here too
+        same_data = settings_file.is_file() and json.loads(settings_file.read_text()) == \
+            json.loads(json.dumps(settings))
+        if saved != train_config or not same_data:
+            raise SystemExit(f"{run_dir}: trained with other settings or data than this "
+                             "condition's SR3")
+        done = int(state["step"])
+    if done >= train_config.steps:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(settings_file, settings)
+    data = PairedStackData(condition.train.noisy, condition.train.clean_ctf, train_config,
+                           pixel_size_A=condition.pixel_size_A,
+                           validation=(condition.val.noisy, condition.val.clean_ctf))
+    train(train_config, run_dir, data, resume=done > 0, progress=False)
 
 
 def main(argv: list[str]) -> int:
     map_spec, snr, pixel, run_dir, out = argv[0], float(argv[1]), argv[2], Path(argv[3]), \
         Path(argv[4])
+    seed = int(argv[5]) if len(argv) > 5 else 0
     torch.set_num_threads(1)
     config = dataclasses.replace(get_preset("cpu-small"), maps=(map_spec,), snrs=(snr,),
                                  pixel_size_A=None if pixel == "none" else float(pixel),
-                                 training_seeds=(0,), sr3_prediction="v", device="cpu",
+                                 training_seeds=(seed,), sr3_prediction="v", device="cpu",
                                  methods=("sr3", "sr3-x0ft"), pose_search=False)
     condition = make_condition(map_spec, snr, config)
+    sr3_start = time.perf_counter()
+    train_sr3_alone(condition, config, run_dir)
+    sr3_seconds = time.perf_counter() - sr3_start
     denoiser = load_denoiser(run_dir, torch.device("cpu"))
     n = config.n_test_2d
     noisy, target = condition.test.noisy[:n], condition.test.clean_ctf[:n]
@@ -46,7 +85,9 @@ def main(argv: list[str]) -> int:
     rows = {"noisy": noisy, "sr3v-x0_1": one_pass_row(denoiser, noisy, config, None).images}
     [tuned] = run_sr3_x0ft(denoiser, condition, config, [], cache_dir=run_dir)
     rows["sr3v-x0ft_1"] = tuned.images
-    result = {"command": " ".join(argv), "seconds": time.perf_counter() - start,
+    result = {"command": " ".join(argv), "training_seed": seed,
+              "sr3_training_seconds_this_call": sr3_seconds,
+              "seconds": time.perf_counter() - start,
               "note": tuned.note, "rows": {}}
     for name, images in rows.items():
         per_image = psnr(images.double(), target)

@@ -25,22 +25,22 @@ from cryodiff.benchmark.evaluate import paired_difference
 RESULTS = Path(__file__).resolve().parent / "results"
 H100, H200, X0FT = "cpu_small_lease_h100", "cpu_small_lease_h200", "cpu_small_cpu_x0ft"
 SEEDS = "cpu_small_cpu_seeds/ribosome70S_65_0.01"
+
+
+def lease_condition(folder: str, supervised: str = "sup2x") -> tuple[list[str], list[str]]:
+    """One seed-0 condition: its x0ft rows and the lease runs' folders (``supervised``: the
+    folder of its ``supervised-2x`` run)."""
+    return ([f"{X0FT}/{folder}/x0ft_rows.json"],
+            [f"{H100}/{folder}/{r}" for r in (supervised, "sr3", "peers")]
+            + [f"{H200}/{folder}/sr3v"])
+
+
 CONDITIONS = {  # column: (x0ft_rows files, results.json folders), paths under RESULTS
-    "phantom 0.1": ([f"{X0FT}/phantom_0.1/x0ft_rows.json"],
-                    [f"{H100}/phantom_0.1/{r}" for r in ("sup2x_cpu", "sr3", "peers")]
-                    + [f"{H200}/phantom_0.1/sr3v"]),
-    "phantom 0.05": ([f"{X0FT}/phantom_0.05/x0ft_rows.json"],
-                     [f"{H100}/phantom_0.05/{r}" for r in ("sup2x", "sr3", "peers")]
-                     + [f"{H200}/phantom_0.05/sr3v"]),
-    "phantom 0.01": ([f"{X0FT}/phantom_0.01/x0ft_rows.json"],
-                     [f"{H100}/phantom_0.01/{r}" for r in ("sup2x", "sr3", "peers")]
-                     + [f"{H200}/phantom_0.01/sr3v"]),
-    "ribosome 0.1": ([f"{X0FT}/ribosome70S_65_0.1/x0ft_rows.json"],
-                     [f"{H100}/ribosome70S_65_0.1/{r}" for r in ("sup2x_cpu", "sr3", "peers")]
-                     + [f"{H200}/ribosome70S_65_0.1/sr3v"]),
-    "ribosome 0.05": ([f"{X0FT}/ribosome70S_65_0.05/x0ft_rows.json"],
-                      [f"{H100}/ribosome70S_65_0.05/{r}" for r in ("sup2x", "sr3", "peers")]
-                      + [f"{H200}/ribosome70S_65_0.05/sr3v"]),
+    "phantom 0.1": lease_condition("phantom_0.1", "sup2x_cpu"),
+    "phantom 0.05": lease_condition("phantom_0.05"),
+    "phantom 0.01": lease_condition("phantom_0.01"),
+    "ribosome 0.1": lease_condition("ribosome70S_65_0.1", "sup2x_cpu"),
+    "ribosome 0.05": lease_condition("ribosome70S_65_0.05"),
     "ribosome 0.01": ([f"{X0FT}/ribosome70S_65_0.01/x0ft_rows_seed{s}.json" for s in (1, 2)],
                       [f"{SEEDS}/{r}_seed{s}" for r in ("sup2x", "sr3v") for s in (1, 2)]
                       + [f"{H100}/ribosome70S_65_0.01/{r}" for r in ("sup2x", "sr3", "peers")]

@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
         result["rows"][name] = {"psnr": float(per_image.mean()),
                                 "ssim": float(ssim(images, target).mean()),
                                 "psnr_per_image": per_image.tolist()}
-    out.write_text(json.dumps(result, indent=1))
+    write_json_atomic(out, result, indent=1)  # an interrupted call leaves no half file
     print({k: (round(v["psnr"], 3), round(v["ssim"], 3)) for k, v in result["rows"].items()})
     return 0
 

@@ -4,8 +4,8 @@
 # session of its own (setsid), each into OUT/<map>_<snr>/<part>/:
 #   sr3    SR3 (+ the paper's post-processor) and sr3-pm, one chain (SR3, then sr3-pm's draws
 #          and post-processor), one CPU thread;
-#   sup2x  the supervised U-Net trained for twice the preset's steps (supervised-2x), one
-#          CPU thread;
+#   sup2x  the supervised U-Net trained for twice the preset's steps (supervised-2x, then
+#          its SSIM stage: supervised-2x-ssim), one CPU thread;
 #   peers  the untrained peers that run on the CPU (low-pass, Wiener, BM3D, CWF both fits),
 #          PEER_THREADS threads;
 #   n2n    Noise2Noise (PARTS must name it), one CPU thread;
@@ -13,12 +13,13 @@
 #   large  the SR3-sized supervised U-Net (PARTS must name it), one CPU thread.
 #   sr3v   SR3 trained to predict v instead of ε, and its sr3-pm (rows sr3v…; PARTS must
 #          name it), one CPU thread.
-#   x0ft   as sr3v, and the v SR3's x̂₀ fine-tuned (sr3v-x0ft_1) after its sr3-pm (PARTS
-#          must name it, never with sr3v: its sr3v rows are sr3v's, and two folders of the
-#          same seeds holding them do not combine), one CPU thread.
+#   x0ft   as sr3v, and the v SR3's x̂₀ fine-tuned (sr3v-x0ft_1, then sr3v-x0ft-ssim_1's
+#          SSIM stage on top) after its sr3-pm (PARTS must name it, never with sr3v: its
+#          sr3v rows are sr3v's, and two folders of the same seeds holding them do not
+#          combine), one CPU thread.
 #   large2x  the SR3-sized supervised U-Net trained for twice the steps
-#          (supervised-large-2x, x0ft's equal-size, equal-budget peer; PARTS must name it),
-#          one CPU thread.
+#          (supervised-large-2x, x0ft's equal-size, equal-budget peer, and its SSIM stage
+#          supervised-large-2x-ssim; PARTS must name it), one CPU thread.
 # PARTS (default "sr3 sup2x peers") chooses which of them start for every condition, each
 # at most once (checked, with DEADLINE_S and POLL_S, before anything starts, also under
 # START=0, which starts nothing).
@@ -80,7 +81,7 @@ if [ "${START:-1}" = 1 ]; then
     for p in $parts; do
       case $p in
         sr3) part "$out/$name/sr3" 1 "${extra[@]}" --only sr3 sr3-pm ;;
-        sup2x) part "$out/$name/sup2x" 1 "${extra[@]}" --only supervised-2x ;;
+        sup2x) part "$out/$name/sup2x" 1 "${extra[@]}" --only supervised-2x supervised-2x-ssim ;;
         peers) part "$out/$name/peers" "$peer_threads" "${extra[@]}" \
                  --only lowpass wiener bm3d cwf cwf-2d ;;
         n2n) part "$out/$name/n2n" 1 "${extra[@]}" --only noise2noise ;;
@@ -88,8 +89,9 @@ if [ "${START:-1}" = 1 ]; then
         large) part "$out/$name/large" 1 "${extra[@]}" --only supervised-large ;;
         sr3v) part "$out/$name/sr3v" 1 "${extra[@]}" --sr3-prediction v --only sr3 sr3-pm ;;
         x0ft) part "$out/$name/x0ft" 1 "${extra[@]}" --sr3-prediction v \
-                --only sr3 sr3-pm sr3-x0ft ;;
-        large2x) part "$out/$name/large2x" 1 "${extra[@]}" --only supervised-large-2x ;;
+                --only sr3 sr3-pm sr3-x0ft sr3-x0ft-ssim ;;
+        large2x) part "$out/$name/large2x" 1 "${extra[@]}" \
+                   --only supervised-large-2x supervised-large-2x-ssim ;;
       esac
     done
   done

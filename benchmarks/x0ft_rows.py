@@ -1,14 +1,17 @@
-"""The ``sr3v-x0_1`` and ``sr3v-x0ft_1`` rows of one condition whose v SR3 is already trained.
+"""The ``sr3v-x0_1``, ``sr3v-x0ft_1`` and ``sr3v-x0ft-ssim_1`` rows of one condition.
 
 For a ``cryodiff benchmark --sr3-prediction v`` run stopped after SR3 trained (its run folder
 ``OUT/work/sr3v_<condition>_seed<S>`` holds the finished checkpoint): rebuilds the condition's
 data as the benchmark does (if ``RUN_DIR`` holds no finished SR3, trains it there exactly as
 the benchmark's ``train_sr3`` does, resuming an interrupted run, but without the paper's
-post-processor, which neither row uses; a later benchmark run over that folder adds it), fine-tunes the x̂₀ readout exactly as the benchmark's ``sr3-x0ft``
-(:func:`cryodiff.benchmark.sr3_x0ft.run_sr3_x0ft`, cached in the run folder) and scores both
-one-pass rows on the ``n_test_2d`` test particles, writing PSNR, SSIM and per-image PSNR
-(dB, for pairing with another run's rows of the same particles) as JSON. The raw particles'
-row is included, so the pairing can be checked. The CPU; training seed ``SEED`` (default 0).
+post-processor, which no row here uses; a later benchmark run over that folder adds it),
+fine-tunes the x̂₀ readout exactly as the benchmark's ``sr3-x0ft``
+(:func:`cryodiff.benchmark.sr3_x0ft.run_sr3_x0ft`, cached in the run folder) and its SSIM
+stage (:func:`~cryodiff.benchmark.sr3_x0ft.run_sr3_x0ft_ssim`, cached too) and scores the
+one-pass rows on the ``n_test_2d`` test particles, writing PSNR (dB), SSIM and both per
+image (for pairing with another run's rows of the same particles) as JSON. The raw
+particles' row is included, so the pairing can be checked. The CPU; training seed ``SEED``
+(default 0).
 
 ``OMP_NUM_THREADS=1 python benchmarks/x0ft_rows.py phantom 0.1 none
 runs/cs_ph/work/sr3v_phantom_snr0.1_seed0 out.json`` (MAP SNR PIXEL_SIZE|none RUN_DIR OUT
@@ -28,7 +31,7 @@ import torch
 from cryodiff.benchmark.conditions import make_condition
 from cryodiff.benchmark.config import get_preset
 from cryodiff.benchmark.methods import data_settings, one_pass_row, sr3_train_config
-from cryodiff.benchmark.sr3_x0ft import run_sr3_x0ft
+from cryodiff.benchmark.sr3_x0ft import run_sr3_x0ft, run_sr3_x0ft_ssim
 from cryodiff.denoise import load_denoiser
 from cryodiff.io.atomic import write_json_atomic
 from cryodiff.metrics import psnr, ssim
@@ -73,7 +76,8 @@ def main(argv: list[str]) -> int:
     config = dataclasses.replace(get_preset("cpu-small"), maps=(map_spec,), snrs=(snr,),
                                  pixel_size_A=None if pixel == "none" else float(pixel),
                                  training_seeds=(seed,), sr3_prediction="v", device="cpu",
-                                 methods=("sr3", "sr3-x0ft"), pose_search=False)
+                                 methods=("sr3", "sr3-x0ft", "sr3-x0ft-ssim"),
+                                 pose_search=False)
     condition = make_condition(map_spec, snr, config)
     sr3_start = time.perf_counter()
     train_sr3_alone(condition, config, run_dir)
@@ -85,15 +89,21 @@ def main(argv: list[str]) -> int:
     rows = {"noisy": noisy, "sr3v-x0_1": one_pass_row(denoiser, noisy, config, None).images}
     [tuned] = run_sr3_x0ft(denoiser, condition, config, [], cache_dir=run_dir)
     rows["sr3v-x0ft_1"] = tuned.images
+    ssim_start = time.perf_counter()
+    [ssim_tuned] = run_sr3_x0ft_ssim(denoiser, condition, config, [], cache_dir=run_dir)
+    rows["sr3v-x0ft-ssim_1"] = ssim_tuned.images
+    ssim_seconds = time.perf_counter() - ssim_start
     result = {"command": " ".join(argv), "training_seed": seed,
               "sr3_training_seconds_this_call": sr3_seconds,
               "seconds": time.perf_counter() - start,
-              "note": tuned.note, "rows": {}}
+              "ssim_stage_seconds_with_row": ssim_seconds,
+              "note": tuned.note, "ssim_note": ssim_tuned.note, "rows": {}}
     for name, images in rows.items():
-        per_image = psnr(images.double(), target)
+        per_image, ssim_per_image = psnr(images.double(), target), ssim(images, target)
         result["rows"][name] = {"psnr": float(per_image.mean()),
-                                "ssim": float(ssim(images, target).mean()),
-                                "psnr_per_image": per_image.tolist()}
+                                "ssim": float(ssim_per_image.mean()),
+                                "psnr_per_image": per_image.tolist(),
+                                "ssim_per_image": ssim_per_image.tolist()}
     write_json_atomic(out, result, indent=1)  # an interrupted call leaves no half file
     print({k: (round(v["psnr"], 3), round(v["ssim"], 3)) for k, v in result["rows"].items()})
     return 0

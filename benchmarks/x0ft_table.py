@@ -1,14 +1,20 @@
-"""The ``cpu-small`` table of ``sr3v-x0ft_1`` against every row measured in its six conditions.
+"""The ``cpu-small`` table of ``sr3v-x0ft_1`` (or of ``sr3v-x0ft-ssim_1``) against every row
+measured in its six conditions.
 
-Reads the one-pass rows written by :mod:`x0ft_rows` (``cpu_small_cpu_x0ft/<condition>/``, one
-file per training seed) and the committed benchmark runs of the same conditions (their
-``results.json``), pairs them image by image (the raw particles' per-image PSNR must agree,
-so the rows are of the same 128 particles) and writes one Markdown table: PSNR (dB) / SSIM,
-the mean ± SD over training seeds where a row has several, and the paired gaps of
-``sr3v-x0ft_1`` (± SE over images, per-image PSNR averaged over seeds). Rows scored on fewer
+Reads the one-pass rows written by :mod:`x0ft_rows` (``cpu_small_cpu_x0ft/<condition>/``, or
+the folder given, one file per training seed) and the committed benchmark runs of the same
+conditions (their ``results.json``), pairs them image by image (the raw particles' per-image
+PSNR must agree, so the rows are of the same 128 particles) and writes one Markdown table:
+PSNR (dB) / SSIM, the mean ± SD over training seeds where a row has several, and the paired
+gaps of ``sr3v-x0ft_1`` (± SE over images, per-image PSNR averaged over seeds), against every
+row and against the peers' (the rows not cryodiff's own, ``sr3…``). Rows scored on fewer
 images are not ranked. Nothing is trained here.
 
-``python benchmarks/x0ft_table.py benchmarks/results/cpu_small_cpu_x0ft/table.md``
+``python benchmarks/x0ft_table.py benchmarks/results/cpu_small_cpu_x0ft/table.md``;
+``python benchmarks/x0ft_table.py benchmarks/results/cpu_small_cpu_x0ft_ssim/table.md
+sr3v-x0ft-ssim_1 cpu_small_cpu_x0ft_ssim`` ranks the SSIM stage's row instead (its files
+also hold ``sr3v-x0ft_1``, which is then ranked among the other rows, with the paired SSIM
+gap between the two: both are in the same file, per image).
 """
 
 from __future__ import annotations
@@ -27,36 +33,43 @@ H100, H200, X0FT = "cpu_small_lease_h100", "cpu_small_lease_h200", "cpu_small_cp
 SEEDS = "cpu_small_cpu_seeds/ribosome70S_65_0.01"
 
 
-def lease_condition(folder: str, supervised: str = "sup2x") -> tuple[list[str], list[str]]:
+def lease_condition(rows_folder: str, folder: str, supervised: str = "sup2x"
+                    ) -> tuple[list[str], list[str]]:
     """One seed-0 condition: its x0ft rows and the lease runs' folders (``supervised``: the
-    folder of its ``supervised-2x`` run)."""
-    return ([f"{X0FT}/{folder}/x0ft_rows.json"],
-            [f"{H100}/{folder}/{r}" for r in (supervised, "sr3", "peers")]
+    folder of its ``supervised-2x`` run; a ``sup2x_cpu`` run beside the x0ft rows, of
+    ``supervised-2x`` and ``supervised-2x-ssim`` on this CPU, takes its place)."""
+    local = f"{rows_folder}/{folder}/sup2x_cpu"
+    sup = local if (RESULTS / local / "results.json").is_file() else f"{H100}/{folder}/{supervised}"
+    return ([f"{rows_folder}/{folder}/x0ft_rows.json"],
+            [sup] + [f"{H100}/{folder}/{r}" for r in ("sr3", "peers")]
             + [f"{H200}/{folder}/sr3v"])
 
 
-CONDITIONS = {  # column: (x0ft_rows files, results.json folders), paths under RESULTS
-    "phantom 0.1": lease_condition("phantom_0.1", "sup2x_cpu"),
-    "phantom 0.05": lease_condition("phantom_0.05"),
-    "phantom 0.01": lease_condition("phantom_0.01"),
-    "ribosome 0.1": lease_condition("ribosome70S_65_0.1", "sup2x_cpu"),
-    "ribosome 0.05": lease_condition("ribosome70S_65_0.05"),
-    "ribosome 0.01": ([f"{X0FT}/ribosome70S_65_0.01/x0ft_rows_seed{s}.json" for s in (1, 2)],
-                      [f"{SEEDS}/{r}_seed{s}" for r in ("sup2x", "sr3v") for s in (1, 2)]
-                      + [f"{H100}/ribosome70S_65_0.01/{r}" for r in ("sup2x", "sr3", "peers")]
-                      + [f"{H200}/ribosome70S_65_0.01/sr3v"]),  # seed 0 of sup2x and sr3v
-}
+def conditions(rows_folder: str = X0FT) -> dict[str, tuple[list[str], list[str]]]:
+    """Column → (x0ft_rows files, results.json folders), paths under RESULTS."""
+    return {
+        "phantom 0.1": lease_condition(rows_folder, "phantom_0.1", "sup2x_cpu"),
+        "phantom 0.05": lease_condition(rows_folder, "phantom_0.05"),
+        "phantom 0.01": lease_condition(rows_folder, "phantom_0.01"),
+        "ribosome 0.1": lease_condition(rows_folder, "ribosome70S_65_0.1", "sup2x_cpu"),
+        "ribosome 0.05": lease_condition(rows_folder, "ribosome70S_65_0.05"),
+        "ribosome 0.01": (
+            [f"{rows_folder}/ribosome70S_65_0.01/x0ft_rows_seed{s}.json" for s in (1, 2)],
+            [f"{SEEDS}/{r}_seed{s}" for r in ("sup2x", "sr3v") for s in (1, 2)]
+            + [f"{H100}/ribosome70S_65_0.01/{r}" for r in ("sup2x", "sr3", "peers")]
+            + [f"{H200}/ribosome70S_65_0.01/sr3v"]),  # seed 0 of sup2x and sr3v
+    }
 SECTION_4 = {"phantom 0.1": "cpu_small_phantom_snr0.1_h100_rerun",  # the pre-protocol runs: no
              "phantom 0.05": "cpu_small_phantom_snr0.05_h100",  # per-image PSNR, so unpaired
              "phantom 0.01": "cpu_small_phantom_snr0.01_cpu",
              "ribosome 0.1": "cpu_small_ribosome_snr0.1_cpu",
              "ribosome 0.05": "cpu_small_ribosome_snr0.05_h100",
              "ribosome 0.01": "cpu_small_ribosome_snr0.01_h100"}
-OURS, ONE_PASS = "sr3v-x0ft_1", "sr3v-x0_1"
+ONE_PASS = "sr3v-x0_1"
 OWN_ONE_PASS = "sr3v-x0_1 of the fine-tuned SR3"
 
 
-def load_rows(x0ft_files: list[str], folders: list[str]) -> dict[str, list[dict]]:
+def load_rows(x0ft_files: list[str], folders: list[str], ours: str) -> dict[str, list[dict]]:
     """Method → its measured rows (one per training seed), each with ``psnr``, ``ssim``,
     ``psnr_per_image`` and ``device``. The x0ft files' ``sr3v-x0_1`` (the readout of the very
     SR3 that was fine-tuned) is kept apart from the runs' own. Every run's raw particles must
@@ -75,19 +88,22 @@ def load_rows(x0ft_files: list[str], folders: list[str]) -> dict[str, list[dict]
             elif row.get("status", "ok") == "ok" and row.get("psnr") is not None:
                 if not row.get("psnr_per_image"):
                     raise SystemExit(f"{folder}: row {row['method']} has no per-image PSNR")
-                if row["method"] == OURS:
-                    raise SystemExit(f"{folder}: holds {OURS} itself; list it as an x0ft file")
+                if row["method"] == ours:
+                    raise SystemExit(f"{folder}: holds {ours} itself; list it as an x0ft file")
                 rows.setdefault(row["method"], []).append(row)
     return rows
 
 
 def summary(seed_rows: list[dict]) -> dict:
-    """Mean PSNR/SSIM over seeds, their seed SDs, and the seed-averaged per-image PSNR."""
+    """Mean PSNR/SSIM over seeds, their seed SDs, and the seed-averaged per-image PSNR (and
+    SSIM, where every seed's row has it)."""
     psnrs, ssims = [r["psnr"] for r in seed_rows], [r["ssim"] for r in seed_rows]
     per_image = torch.tensor([r["psnr_per_image"] for r in seed_rows]).double().mean(0)
+    ssim_per_image = (torch.tensor([r["ssim_per_image"] for r in seed_rows]).double().mean(0)
+                      if all("ssim_per_image" in r for r in seed_rows) else None)
     sd = statistics.stdev(psnrs) if len(psnrs) > 1 else None
     return {"psnr": statistics.fmean(psnrs), "ssim": statistics.fmean(ssims), "psnr_sd": sd,
-            "n_seeds": len(psnrs), "per_image": per_image,
+            "n_seeds": len(psnrs), "per_image": per_image, "ssim_per_image": ssim_per_image,
             "devices": sorted({str(r.get("device", "?")) for r in seed_rows})}
 
 
@@ -100,9 +116,9 @@ def seeds(row: dict) -> str:
     return "1 seed" if row["n_seeds"] == 1 else f"{row['n_seeds']} seeds"
 
 
-def gap(row: dict, other: dict) -> str:
-    mean, sem = paired_difference(row["per_image"], other["per_image"])
-    return f"{mean:+.2f} ± {sem:.2f}"
+def gap(row: dict, other: dict, key: str = "per_image", digits: int = 2) -> str:
+    mean, sem = paired_difference(row[key], other[key])
+    return f"{mean:+.{digits}f} ± {sem:.{digits}f}"
 
 
 def section_4_rows(folder: str, noisy_psnr: float) -> dict[str, dict]:
@@ -116,10 +132,12 @@ def section_4_rows(folder: str, noisy_psnr: float) -> dict[str, dict]:
     return {f"{m} (§4)": {"psnr": r["psnr"], "ssim": r["ssim"]} for m, r in rows.items()}
 
 
-def condition_column(name: str, x0ft_files: list[str], folders: list[str]) -> dict[str, str]:
-    rows = {m: summary(r) for m, r in load_rows(x0ft_files, folders).items()}
+def condition_column(name: str, x0ft_files: list[str], folders: list[str],
+                     ours_name: str) -> dict[str, str]:
+    rows = {m: summary(r) for m, r in load_rows(x0ft_files, folders, ours_name).items()}
     noisy, own = rows.pop("noisy"), rows.pop(OWN_ONE_PASS)
-    ours, n = rows.pop(OURS), len(noisy["per_image"])
+    ours, n = rows.pop(ours_name), len(noisy["per_image"])
+    rows.pop("sr3v-x0ft-ssim_1", None)  # an sr3v-x0ft_1 table ranks it in its own table
     ranked = {m: r for m, r in rows.items() if len(r["per_image"]) == n}
     older = section_4_rows(SECTION_4[name], noisy["psnr"])
     best_older = max(older, key=lambda m: older[m]["psnr"])
@@ -129,39 +147,59 @@ def condition_column(name: str, x0ft_files: list[str], folders: list[str]) -> di
     sup = rows["supervised-2x"]
     tied = ours["psnr"] >= ranked[best_psnr]["psnr"] - max(
         ours["psnr_sd"] or 0.0, ranked[best_psnr]["psnr_sd"] or 0.0)
+    paired_ssim = {  # rows of the same x0ft files, which store per-image SSIM
+        f"`{ours_name}` − {label}, SSIM (paired)": gap(ours, other, "ssim_per_image", 3)
+        for label, other in (("`sr3v-x0ft_1`", rows.get("sr3v-x0ft_1")),
+                             (f"`{ONE_PASS}` of the same SR3", own))
+        if other is not None and other["ssim_per_image"] is not None
+        and ours["ssim_per_image"] is not None}
+    peers = {m: r for m, r in ranked.items() if not m.startswith("sr3")}  # not cryodiff's
+    peer_psnr = max(peers, key=lambda m: peers[m]["psnr"])
+    peer_ssim = max(peers, key=lambda m: peers[m]["ssim"])
     return {
         "`supervised-2x`": f"{cell(sup)} ({', '.join(sup['devices'])}, {seeds(sup)})",
         "best other row, PSNR": f"`{best_psnr}` {cell(ranked[best_psnr])} "
         f"({seeds(ranked[best_psnr])})",
         "best other row, SSIM": f"`{best_ssim}` {cell(ranked[best_ssim])}",
+        "best peer row (not cryodiff's), PSNR; SSIM": f"`{peer_psnr}` "
+        f"{cell(peers[peer_psnr])}; `{peer_ssim}` {cell(peers[peer_ssim])}",
         f"`{ONE_PASS}` (the runs' SR3)": f"{cell(rows[ONE_PASS])} "
         f"({', '.join(rows[ONE_PASS]['devices'])}, {seeds(rows[ONE_PASS])})",
         f"`{ONE_PASS}` of the fine-tuned SR3 (cpu)": cell(own),
-        f"**`{OURS}`** (cpu)": f"{cell(ours)} ({seeds(ours)})",
-        f"`{OURS}` − `supervised-2x`": gap(ours, sup),
-        f"`{OURS}` − best other PSNR row": gap(ours, ranked[best_psnr]),
-        f"`{OURS}` − `{ONE_PASS}` of the same SR3": gap(ours, own),
+        f"**`{ours_name}`** (cpu)": f"{cell(ours)} ({seeds(ours)})",
+        f"`{ours_name}` − `supervised-2x`": gap(ours, sup),
+        f"`{ours_name}` − best other PSNR row": gap(ours, ranked[best_psnr]),
+        f"`{ours_name}` − best peer PSNR row": gap(ours, peers[peer_psnr]),
+        f"`{ours_name}` − `{ONE_PASS}` of the same SR3": gap(ours, own),
+        **paired_ssim,
         "best pre-protocol row (§4), PSNR; SSIM": (
             f"`{best_older}` {older[best_older]['psnr']:.2f}; "
             f"`{best_older_ssim}` {older[best_older_ssim]['ssim']:.3f}"),
         "best or tied PSNR / best SSIM": ("yes" if tied and ours["psnr"] > older[best_older][
             "psnr"] else "no") + " / " + ("yes" if ours["ssim"] > max(
                 ranked[best_ssim]["ssim"], older[best_older_ssim]["ssim"]) else "no"),
+        "best in PSNR / SSIM among the peers (not cryodiff's rows) and §4": (
+            "yes" if ours["psnr"] > max(peers[peer_psnr]["psnr"], older[best_older]["psnr"])
+            else "no") + " / " + ("yes" if ours["ssim"] > max(
+                peers[peer_ssim]["ssim"], older[best_older_ssim]["ssim"]) else "no"),
         "rows compared (paired + §4)": f"{len(ranked)} + {len(older)}",
     }
 
 
 def main(argv: list[str]) -> int:
-    columns = {name: condition_column(name, *spec) for name, spec in CONDITIONS.items()
+    ours = argv[1] if len(argv) > 1 else "sr3v-x0ft_1"
+    table = conditions(argv[2] if len(argv) > 2 else X0FT)
+    columns = {name: condition_column(name, *spec, ours) for name, spec in table.items()
                if all((RESULTS / f).is_file() for f in spec[0])}
     if not columns:
         raise SystemExit("no condition has its x0ft rows yet")
     keys = list(next(iter(columns.values())))
-    lines = ["# `sr3v-x0ft_1` at `cpu-small` against every row measured there", "",
-             "Written by `python benchmarks/x0ft_table.py` from the files it names "
-             "(`CONDITIONS`). PSNR (dB) [± SD over training seeds] / SSIM, 128 test "
-             "particles; gaps paired image by image (± SE over images). `sr3v-x0ft_1` and "
-             "`sr3v-x0_1` were computed on this CPU (fp32); the other rows come from the runs "
+    lines = [f"# `{ours}` at `cpu-small` against every row measured there", "",
+             f"Written by `python benchmarks/x0ft_table.py {' '.join(argv)}` from the files it "
+             "names (`conditions`). PSNR (dB) [± SD over training seeds] / SSIM, 128 test "
+             "particles; gaps paired image by image (± SE over images). The rows of the x0ft "
+             "files (`sr3v-x0_1` of the fine-tuned SR3, `sr3v-x0ft_1`, `sr3v-x0ft-ssim_1`) "
+             "were computed on this CPU (fp32); the other rows come from the runs "
              "named, on the device each says. Tied: within the larger seed SD of the two "
              "rows (none with one seed); a row trained with several seeds pairs by its per-image "
              "PSNR averaged over them. The (§4) rows are those of the pre-protocol runs of "
@@ -171,7 +209,7 @@ def main(argv: list[str]) -> int:
              "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += [f"| {key} | " + " | ".join(c[key] for c in columns.values()) + " |"
               for key in keys]
-    missing = [name for name in CONDITIONS if name not in columns]
+    missing = [name for name in table if name not in columns]
     if missing:
         lines += ["", "Not measured: " + ", ".join(missing) + "."]
     Path(argv[0]).write_text("\n".join(lines) + "\n")

@@ -11,8 +11,10 @@ from cryodiff.errors import CryodiffError
 from cryodiff.training.config import get_preset, with_overrides
 
 # Rows that reuse another baseline's class: what differs is the data the benchmark fits
-# them on ("cwf-2d": CWF fitted on the 2D test images alone).
-ALIASES = {"cwf-2d": "cwf"}
+# them on ("cwf-2d": CWF fitted on the 2D test images alone) or how it trains on after
+# fitting (the "-ssim" rows: the SSIM stage).
+ALIASES = {"cwf-2d": "cwf", "supervised-2x-ssim": "supervised-2x",
+           "supervised-large-2x-ssim": "supervised-large-2x"}
 
 
 @pytest.mark.parametrize("name", list(BASELINES))
@@ -37,8 +39,8 @@ def test_trained_baselines_get_the_diffusion_models_recipe(name):
     loss = "l1" if name == "supervised-l1" else "l2"
     # supervised-2x: twice the steps, what SR3 and the sr3-pm post-processor train together
     # (and supervised-large-2x: SR3's size, SR3's and the x̂₀ fine-tuning's steps)
-    budget = dataclasses.replace(train, steps=2 * train.steps) if name.endswith("-2x") \
-        else train
+    budget = (dataclasses.replace(train, steps=2 * train.steps)
+              if name.removesuffix("-ssim").endswith("-2x") else train)
     assert baseline.recipe == RegressionRecipe.from_train_config(budget, loss)
     assert baseline.recipe.seed == 2 and baseline.recipe.ema_decay == train.ema_decay
     network = baseline.config or baseline.default_config(train.box)

@@ -78,7 +78,7 @@ def test_default_parts_start_three_processes_per_condition(tmp_path, fake_python
     expected = set()
     for name in ("phantom_0.01", "ribo_0.05"):
         expected |= {(f"{name}/sr3", ("sr3", "sr3-pm"), "1"),
-                     (f"{name}/sup2x", ("supervised-2x",), "1"),
+                     (f"{name}/sup2x", ("supervised-2x", "supervised-2x-ssim"), "1"),
                      (f"{name}/peers", ("lowpass", "wiener", "bm3d", "cwf", "cwf-2d"), "3")}
     assert parts == expected
     for call in calls:
@@ -114,9 +114,9 @@ def test_parts_choose_the_processes(tmp_path, fake_python):
     done, calls = _run(tmp_path / "ft", fake_python, "phantom 0.1", PARTS="x0ft large2x")
     assert done.returncode == 0, done.stderr
     by_folder = {Path(c["args"][c["args"].index("--out") + 1]).name: c["args"] for c in calls}
-    assert _only(by_folder["x0ft"]) == ["sr3", "sr3-pm", "sr3-x0ft"]
+    assert _only(by_folder["x0ft"]) == ["sr3", "sr3-pm", "sr3-x0ft", "sr3-x0ft-ssim"]
     assert by_folder["x0ft"][by_folder["x0ft"].index("--sr3-prediction") + 1] == "v"
-    assert _only(by_folder["large2x"]) == ["supervised-large-2x"]
+    assert _only(by_folder["large2x"]) == ["supervised-large-2x", "supervised-large-2x-ssim"]
     assert "--sr3-prediction" not in by_folder["large2x"]
 
 

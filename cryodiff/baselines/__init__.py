@@ -28,6 +28,11 @@ BASELINES: dict[str, tuple[str, str]] = {
     "supervised-2x": ("cryodiff.baselines.supervised", "SupervisedUNetLong"),
     # SR3's network shape at that budget (SR3 + fine-tuning its x̂₀, sr3-x0ft).
     "supervised-large-2x": ("cryodiff.baselines.supervised", "SupervisedUNetLargeLong"),
+    # Those two, trained on for the SSIM stage that sr3-x0ft-ssim adds to SR3's fine-tuned
+    # readout (the benchmark runs :meth:`~cryodiff.baselines.regression.UNetRegressor.
+    # ssim_stage` on the trained network).
+    "supervised-2x-ssim": ("cryodiff.baselines.supervised", "SupervisedUNetLong"),
+    "supervised-large-2x-ssim": ("cryodiff.baselines.supervised", "SupervisedUNetLargeLong"),
     "cwf": ("cryodiff.baselines.cwf", "CwfDenoiser"),
     # CWF fitted on the 2D test images alone (its covariance comes from the images it
     # denoises, so the row "cwf" depends on the size of the 3D test set).

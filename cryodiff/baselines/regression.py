@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from torch import nn
 
 from cryodiff.baselines.base import DenoisingData, check_images, check_target
 from cryodiff.errors import CryodiffError
+from cryodiff.metrics import ssim
 from cryodiff.models.postprocess import PostProcessConfig, PostProcessUNet
 from cryodiff.training.config import AMP_MODES, LOSSES, TrainConfig
 from cryodiff.training.data import augment_pairs
@@ -110,7 +112,9 @@ class RegressionFit:
 
 def fit_image_to_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                        recipe: RegressionRecipe = RegressionRecipe(),
-                       augment: bool = True) -> RegressionFit:
+                       augment: bool = True, ssim_weight: float = 0.0,
+                       to_raw: Callable[[torch.Tensor], torch.Tensor] | None = None
+                       ) -> RegressionFit:
     """Train ``model`` (``(B, 1, L, L) -> (B, 1, L, L)``) to map ``inputs`` to ``targets``.
 
     ``inputs``, ``targets``: ``(N, L, L)`` on the model's device. Runs ``recipe.steps``
@@ -118,9 +122,15 @@ def fit_image_to_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
     with ``recipe.seed``; dropout draws from the global generator, reseeded with
     ``recipe.seed`` inside a forked RNG state so the caller's stream is untouched.
     ``model`` ends with the raw trained weights; the returned EMA copy is the denoiser.
+    ``ssim_weight`` > 0 adds ``ssim_weight · (1 − SSIM)`` to the loss: the mean SSIM
+    (:func:`cryodiff.metrics.ssim`, the benchmark's metric) of the batch's predictions
+    against its targets, both mapped by ``to_raw`` first (SSIM's luminance term depends on
+    the images' offset, so it is taken in the metric's units, not the normalised ones).
     """
     if inputs.shape != targets.shape:
         raise ValueError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ")
+    if ssim_weight < 0:
+        raise CryodiffError(f"ssim_weight must be >= 0, not {ssim_weight}")
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(recipe.seed)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -150,12 +160,42 @@ def fit_image_to_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
             with autocast:
                 prediction = model(x[:, None])
             loss = error(prediction.float() - y[:, None]).mean()
+            if ssim_weight > 0:
+                loss = loss + ssim_weight * ssim_loss(prediction.float()[:, 0], y, to_raw)
             optimiser_step(loss, optimiser, scaler, model, recipe.grad_clip, ema, step,
                            recipe.ema_decay)
             # Kept on the device: reading each loss would make the CPU wait for the GPU.
             losses.append(loss.detach())
         model.eval()
     return RegressionFit(ema, torch.stack(losses).tolist() if losses else [], lrs)
+
+
+# The weight of ``1 − SSIM`` beside the squared error (normalised units) in the SSIM stage:
+# chosen on the validation particles of the phantom at SNR 0.01 (docs/benchmarks.md §10).
+SSIM_WEIGHT = 0.3
+
+
+def ssim_stage_recipe(recipe: RegressionRecipe, budget_steps: int | None = None
+                      ) -> RegressionRecipe:
+    """The SSIM stage after a network trained with ``recipe``: a tenth of ``budget_steps``
+    (default the recipe's steps; at least one), at a fifth of its learning rate, without
+    warm-up (it continues a trained network), and the next seed; the rest (batch, AdamW,
+    clipping, EMA, precision, loss) is the recipe's. Trained with ``SSIM_WEIGHT · (1 − SSIM)``
+    added to the squared error in units of the target's variance (see
+    :meth:`UNetRegressor.ssim_stage`). The benchmark gives every method the same stage
+    steps: a tenth of the training preset's ``steps``."""
+    steps = recipe.steps if budget_steps is None else budget_steps
+    return dataclasses.replace(recipe, steps=max(1, steps // 10), lr=recipe.lr / 5,
+                               warmup_steps=0, seed=recipe.seed + 1)
+
+
+def ssim_loss(prediction: torch.Tensor, target: torch.Tensor,
+              to_raw: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """``1 − mean SSIM`` of ``prediction`` against ``target`` (both ``(B, L, L)``), after
+    ``to_raw`` (identity when None); differentiable."""
+    if to_raw is not None:
+        prediction, target = to_raw(prediction), to_raw(target)
+    return 1 - ssim(prediction, target).mean()
 
 
 def default_backbone_config(image_size: int) -> PostProcessConfig:
@@ -224,6 +264,31 @@ class UNetRegressor:
         result = fit_image_to_image(network, inputs, targets, self.recipe)
         self.model, self.losses = result.ema, result.losses
         return self
+
+    def ssim_stage(self, data: DenoisingData, weight: float = SSIM_WEIGHT,
+                   budget_steps: int | None = None) -> UNetRegressor:
+        """A copy of this fitted denoiser trained on from its (EMA) network for
+        :func:`ssim_stage_recipe`'s steps (a tenth of ``budget_steps``, default the recipe's
+        steps) with ``weight · (1 − SSIM)`` beside the squared error, SSIM taken in the
+        images' units: the stage ``sr3v-x0ft-ssim_1`` adds to SR3's fine-tuned readout,
+        offered to the regression U-Nets too (issue 16's fair protocol). SR3's squared error
+        is in units of the target's variance; this one standardises by the *noisy* images'
+        std, so the weight is scaled by the standardised targets' variance to mean the same
+        balance. The training pairs are this fit's; this denoiser is untouched."""
+        if self.model is None:
+            raise RuntimeError(f"{type(self).__name__}.ssim_stage called before fit()")
+        inputs, targets = self.training_pairs(data)
+        inputs = ((inputs - self._shift) / self._scale).float().to(self.device)
+        targets = ((targets - self._shift) / self._scale).float().to(self.device)
+        shift, scale = self._shift, self._scale
+        network = copy.deepcopy(self.model).float().requires_grad_(True)
+        result = fit_image_to_image(network, inputs, targets,
+                                    ssim_stage_recipe(self.recipe, budget_steps),
+                                    ssim_weight=weight * float(targets.var()),
+                                    to_raw=lambda x: x * scale + shift)
+        staged = copy.copy(self)
+        staged.model, staged.losses = result.ema, self.losses + result.losses
+        return staged
 
     def state(self) -> dict:
         """What :meth:`load_state` needs to rebuild the trained (EMA) denoiser."""

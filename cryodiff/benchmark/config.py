@@ -20,19 +20,23 @@ from cryodiff.errors import CryodiffError
 # (plain at each step count, with post-processor, posterior mean).
 BASELINE_METHODS = ("lowpass", "wiener", "bm3d", "topaz", "noise2noise", "supervised",
                     "supervised-l1", "supervised-large", "supervised-2x",
-                    "supervised-large-2x", "cwf", "cwf-2d")
+                    "supervised-large-2x", "supervised-2x-ssim", "supervised-large-2x-ssim",
+                    "cwf", "cwf-2d")
 # "sr3-mse": the SR3 samples refined by a post-processor trained for the mean (L2 + EMA),
 # one per step count (:mod:`cryodiff.benchmark.sr3_mse`); it needs "sr3" (the same model).
 # "sr3-pm": cryodiff's own denoiser for PSNR, the mean of several SR3 samples refined by a
 # post-processor trained on such means (:mod:`cryodiff.benchmark.sr3_pm`); it needs "sr3".
 # "sr3-x0ft": a v-predicting SR3's one-pass x̂₀ with its network fine-tuned at the noisiest
 # level for the posterior mean (:mod:`cryodiff.benchmark.sr3_x0ft`); it needs "sr3" and v.
-ALL_METHODS = BASELINE_METHODS + ("sr3", "sr3-mse", "sr3-pm", "sr3-x0ft")
+# "sr3-x0ft-ssim": that fine-tuned network trained on for a short stage with an SSIM term
+# (the same module); it needs "sr3" and v, and trains sr3-x0ft's network when no run has.
+ALL_METHODS = BASELINE_METHODS + ("sr3", "sr3-mse", "sr3-pm", "sr3-x0ft", "sr3-x0ft-ssim")
 # Run only when named (``--only``): each trains an SR3-sized network for the preset's steps
 # ("sr3-x0ft", on top of SR3) or twice them ("supervised-large-2x", its equal-size,
 # equal-budget peer), which would double a default run's time; the lease script and the
 # commands of docs/benchmarks.md name them.
-OPT_IN_METHODS = ("supervised-large-2x", "sr3-x0ft")
+OPT_IN_METHODS = ("supervised-large-2x", "supervised-2x-ssim", "supervised-large-2x-ssim",
+                  "sr3-x0ft", "sr3-x0ft-ssim")
 DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m not in OPT_IN_METHODS)
 SLOW_METHODS = ("bm3d",)
 
@@ -142,8 +146,9 @@ class BenchmarkConfig:
         if unknown:
             raise CryodiffError(f"unknown method(s) {', '.join(unknown)}; "
                                 f"choose from {', '.join(ALL_METHODS)}")
-        if "sr3-x0ft" in self.methods_3d:
-            raise CryodiffError("sr3-x0ft is scored in 2D only: leave it out of methods_3d")
+        for method in ("sr3-x0ft", "sr3-x0ft-ssim"):
+            if method in self.methods_3d:
+                raise CryodiffError(f"{method} is scored in 2D only: leave it out of methods_3d")
         if not self.snrs or any(not s > 0 for s in self.snrs):
             raise CryodiffError(f"SNRs must be positive, got {list(self.snrs)}")
         if not self.maps:

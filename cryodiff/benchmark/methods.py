@@ -36,7 +36,11 @@ from cryodiff.self_ensemble import self_ensemble
 from cryodiff.training.config import TrainConfig, get_preset, with_overrides
 
 TRAINED_BASELINES = ("noise2noise", "supervised", "supervised-l1", "supervised-large",
-                     "supervised-2x", "supervised-large-2x")
+                     "supervised-2x", "supervised-large-2x", "supervised-2x-ssim",
+                     "supervised-large-2x-ssim")
+# Trained as the baseline before "-ssim", then on for its SSIM stage (the one
+# sr3-x0ft-ssim gets): the base network is the base row's own (its cache is shared).
+SSIM_STAGE_BASELINES = ("supervised-2x-ssim", "supervised-large-2x-ssim")
 SELF_ENSEMBLE_NOTE = "dihedral self-ensemble at test time (8 flips/rotations averaged)"
 # The benchmark settings that decide what a trained baseline learns (with the training
 # preset, in full): its cache key. Other settings may change without retraining it.
@@ -136,7 +140,7 @@ def _regression_recipe(name: str, train: TrainConfig) -> RegressionRecipe:
     (issue 16's fair protocol), with the L1 loss for "supervised-l1" and L2 otherwise;
     "supervised-2x" and "supervised-large-2x" train twice the steps (SR3's and the sr3-pm
     post-processor's, or the sr3-x0ft fine-tuning's, together)."""
-    if name.endswith("-2x"):
+    if name.removesuffix("-ssim").endswith("-2x"):
         train = dataclasses.replace(train, steps=2 * train.steps)
     return RegressionRecipe.from_train_config(train, "l1" if name == "supervised-l1" else "l2")
 
@@ -198,20 +202,13 @@ def run_baseline(name: str, condition: Condition, config: BenchmarkConfig,
     """
     n = test_count(name, config)
     test = condition.test
-    cache = cache_dir / f"{condition.tag}_{name}.pt" \
-        if cache_dir is not None and name in TRAINED_BASELINES else None
     try:
-        baseline = make_baseline(name, **_baseline_options(
-            name, train_config_for(config, condition), device))
-        key = _cache_key(name, condition, config)
-        fit_seconds = None if cache is None else _reuse_trained(baseline, cache, key)
-        reused = fit_seconds is not None
-        if not reused:
-            start = time.perf_counter()
-            baseline.fit(_fit_data(name, condition))
-            fit_seconds = time.perf_counter() - start
-            if cache is not None:
-                store_keyed(cache, key, state=baseline.state(), fit_seconds=fit_seconds)
+        if name in SSIM_STAGE_BASELINES:
+            baseline, fit_seconds, reused = _ssim_staged(name, condition, config, device,
+                                                         cache_dir)
+        else:
+            baseline, fit_seconds, reused = _trained(name, condition, config, device,
+                                                     cache_dir)
         start = time.perf_counter()
         ensemble = config.self_ensemble and name in TRAINED_BASELINES
         if ensemble:  # the trained networks take no CTF input: only the image is transformed
@@ -233,15 +230,74 @@ def run_baseline(name: str, condition: Condition, config: BenchmarkConfig,
     return MethodOutput(name, name, images.float(), seconds, fit_seconds, note=note)
 
 
+def _trained(name: str, condition: Condition, config: BenchmarkConfig, device: torch.device,
+             cache_dir: Path | None):
+    """``(baseline, fit seconds, reused)``: ``name`` fitted, or a trained one loaded from
+    ``cache_dir/<condition>_<name>.pt`` when it was trained with the same settings."""
+    cache = cache_dir / f"{condition.tag}_{name}.pt" \
+        if cache_dir is not None and name in TRAINED_BASELINES else None
+    baseline = make_baseline(name, **_baseline_options(
+        name, train_config_for(config, condition), device))
+    key = _cache_key(name, condition, config)
+    fit_seconds = None if cache is None else _reuse_trained(baseline, cache, key)
+    reused = fit_seconds is not None
+    if not reused:
+        start = time.perf_counter()
+        baseline.fit(_fit_data(name, condition))
+        fit_seconds = time.perf_counter() - start
+        if cache is not None:
+            store_keyed(cache, key, state=baseline.state(), fit_seconds=fit_seconds)
+    return baseline, fit_seconds, reused
+
+
+def _ssim_staged(name: str, condition: Condition, config: BenchmarkConfig,
+                 device: torch.device, cache_dir: Path | None):
+    """``(baseline, fit seconds, reused)`` of an :data:`SSIM_STAGE_BASELINES` row: its base
+    network (trained or reused as the base row's) trained on for the SSIM stage (a tenth of
+    the training preset's steps, as ``sr3v-x0ft-ssim_1``'s), cached as
+    ``cache_dir/<condition>_<name>.pt`` under a key of the stage and the base's exact
+    weights, with both stages' seconds."""
+    from cryodiff.baselines.regression import SSIM_WEIGHT, ssim_stage_recipe
+    from cryodiff.training.checkpoint import weights_digest
+
+    base_name = name.removesuffix("-ssim")
+    train = train_config_for(config, condition)
+    base, base_seconds, _ = _trained(base_name, condition, config, device, cache_dir)
+    stage = ssim_stage_recipe(base.recipe, train.steps)
+    key = json.dumps({"base": _cache_key(base_name, condition, config),
+                      "base_weights": weights_digest(base.model.state_dict()),
+                      "ssim_stage": dataclasses.asdict(stage), "ssim_weight": SSIM_WEIGHT,
+                      "loss_units": "the target's variance"}, sort_keys=True)
+    cache = None if cache_dir is None else cache_dir / f"{condition.tag}_{name}.pt"
+    staged = make_baseline(name, **_baseline_options(name, train, device))
+    fit_seconds = None if cache is None else _reuse_trained(staged, cache, key)
+    if fit_seconds is not None:
+        return staged, fit_seconds, True
+    start = time.perf_counter()
+    staged = base.ssim_stage(_fit_data(base_name, condition), budget_steps=train.steps)
+    fit_seconds = base_seconds + time.perf_counter() - start
+    if cache is not None:
+        store_keyed(cache, key, state=staged.state(), fit_seconds=fit_seconds)
+    return staged, fit_seconds, False
+
+
 def _baseline_note(name: str, baseline) -> str:
     if name in ("lowpass", "bm3d", "topaz", "cwf", "cwf-2d"):
         return baseline.describe()  # the parameters chosen and where they came from
     if name in TRAINED_BASELINES:
         last = baseline.losses[-20:]
-        return (f"{baseline.recipe.describe(baseline.device)}, "
+        note = (f"{baseline.recipe.describe(baseline.device)}, "
                 f"{baseline.parameter_count() / 1e6:.2f} M "
-                f"parameters, {baseline.recipe.steps} steps × {baseline.recipe.batch_size}; "
-                f"final training loss {sum(last) / max(len(last), 1):.4g}")
+                f"parameters, {baseline.recipe.steps} steps × {baseline.recipe.batch_size}")
+        loss = "final training loss"
+        if name in SSIM_STAGE_BASELINES:
+            from cryodiff.baselines.regression import SSIM_WEIGHT
+
+            stage_steps = len(baseline.losses) - baseline.recipe.steps
+            note += (f", then its SSIM stage: {stage_steps} steps with L2 + {SSIM_WEIGHT} · "
+                     "(1 − SSIM) at a fifth of the learning rate (as sr3v-x0ft-ssim_1)")
+            loss = "final loss of the stage (L2 + SSIM term)"
+        return note + f"; {loss} {sum(last) / max(len(last), 1):.4g}"
     return ""
 
 

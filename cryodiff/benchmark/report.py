@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from cryodiff import __version__
+from cryodiff.baselines.regression import SSIM_WEIGHT
 from cryodiff.benchmark.combine import markdown_bold, with_seed_sd
 from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.benchmark.ranking import (SEED_TIED, TWO_D, best_row, full_2d_count, ranked_2d,
@@ -50,6 +51,10 @@ ASSUMPTIONS = {
     "supervised-large-2x": "as supervised-large (SR3's size), trained for twice the steps: "
                            "SR3's and the sr3-x0ft fine-tuning's together (equal budget, "
                            "equal size).",
+    "supervised-2x-ssim": "supervised-2x trained on for the SSIM stage sr3-x0ft-ssim gets (a "
+                          f"tenth of the preset's steps more, L2 + {SSIM_WEIGHT:g} · (1 − "
+                          "SSIM)): the same lever offered to the regression U-Net.",
+    "supervised-large-2x-ssim": "supervised-large-2x trained on for that SSIM stage.",
     "cwf": "the clean images share a low-rank, rotation-invariant covariance (ASPIRE "
            "DenoiserCov2D) estimated from the images it denoises (the whole 3D test set); "
            "CTF re-applied to compare with the clean_ctf target.",
@@ -72,6 +77,9 @@ ASSUMPTIONS = {
     "sr3-x0ft": "as sr3-x0, with a copy of SR3's network fine-tuned at the noisiest level for "
                 "that readout (L2 + EMA, the regression U-Nets' recipe and budget, on top of "
                 "SR3: as many optimiser steps in all as supervised-2x; v-runs only).",
+    "sr3-x0ft-ssim": "as sr3-x0ft, its fine-tuned network trained on for a tenth more steps "
+                     f"with an SSIM term beside the squared error (L2 + {SSIM_WEIGHT:g} · (1 − "
+                     "SSIM)), for the flat background that SSIM rewards (v-runs only).",
     "sr3-pm+x0": "the pixelwise mean of sr3v-pm and sr3v-x0_1, a v-predicting SR3's two "
                  "posterior-mean estimates, with equal weights fixed in advance (v-runs with "
                  "sr3-pm only).",
@@ -240,7 +248,10 @@ def _budget(config: BenchmarkConfig, results) -> list[str]:
         f"The sr3-pm post-processor trains like a regression U-Net ({t.steps} steps × batch "
         f"{t.batch_size}) on top of SR3, and so does the sr3-x0ft fine-tuning of SR3's own "
         f"network; supervised-2x and supervised-large-2x train {2 * t.steps} steps, the same "
-        f"total. No network gets the CTF as an input (Wiener and CWF do).",
+        f"total. The SSIM stage (sr3-x0ft-ssim, supervised-2x-ssim, supervised-large-2x-ssim) "
+        f"trains each of those networks on for {max(1, t.steps // 10)} more steps with L2 + "
+        f"{SSIM_WEIGHT:g} · (1 − SSIM). No network gets the CTF as an input (Wiener and CWF "
+        f"do).",
         "- Test time: " + ("every network trained here and applied in one pass "
                            "(Noise2Noise, the supervised U-Nets, the sr3+pp-mse and sr3-pm "
                            "post-processors, a v-SR3's one-pass x̂₀ and its fine-tuned "
@@ -311,7 +322,8 @@ def write_figures(out: Path, config: BenchmarkConfig, results) -> dict:
             "cwf", "cwf-2d",
             *map(config.sr3_row, (f"sr3_{slow_max}", f"sr3+pp_{fast}", f"sr3+pp-mse_{fast}",
                                   f"sr3_mean{config.posterior_samples}_{fast}",
-                                  f"sr3-pm{config.pm_draws}_{fast}", "sr3-x0ft_1"))}
+                                  f"sr3-pm{config.pm_draws}_{fast}", "sr3-x0ft_1",
+                                  "sr3-x0ft-ssim_1"))}
     for result in results:
         test = result.condition.test
         for o in result.outputs:

@@ -61,7 +61,8 @@ class ConditionResult:
 
 NOT_REQUESTED = "not requested (--skip, --only or the preset's method list)"
 # The rows that refine or fine-tune SR3 (row name, method family): each needs "sr3".
-REFINED_ROWS = (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm"), ("sr3-x0ft_1", "sr3-x0ft"))
+REFINED_ROWS = (("sr3+pp-mse", "sr3-mse"), ("sr3-pm", "sr3-pm"), ("sr3-x0ft_1", "sr3-x0ft"),
+                ("sr3-x0ft-ssim_1", "sr3-x0ft-ssim"))
 
 
 # Row keys of a learnt method's training seeds (None for methods not trained here).
@@ -314,13 +315,14 @@ def seeded_sr3_outputs(condition: Condition, config: BenchmarkConfig, work_dir: 
 def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
               checkpoint: str | os.PathLike | None, progress: bool,
               log: Callable[[str], None]) -> tuple[list[MethodOutput], float | None]:
-    """SR3's rows (and the ``"sr3-mse"``, ``"sr3-pm"`` and ``"sr3-x0ft"`` ones if requested,
-    with a v-model's ``sr3v-pm+x0`` blend, :func:`~cryodiff.benchmark.methods.blend_row`) under
+    """SR3's rows (and the ``"sr3-mse"``, ``"sr3-pm"``, ``"sr3-x0ft"`` and ``"sr3-x0ft-ssim"``
+    ones if requested, with a v-model's ``sr3v-pm+x0`` blend,
+    :func:`~cryodiff.benchmark.methods.blend_row`) under
     ``config.training_seed``, trained in ``work_dir/sr3_<condition>_seed<S>`` (or loaded from
     ``checkpoint``), and SR3's training seconds (None when loaded)."""
     from cryodiff.benchmark.sr3_mse import run_sr3_mse
     from cryodiff.benchmark.sr3_pm import run_sr3_pm
-    from cryodiff.benchmark.sr3_x0ft import run_sr3_x0ft
+    from cryodiff.benchmark.sr3_x0ft import run_sr3_x0ft, run_sr3_x0ft_ssim
 
     seed, start = config.training_seed, time.perf_counter()
     train_seconds, run_dir = None, None
@@ -335,7 +337,8 @@ def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     start = time.perf_counter()
     rows = run_sr3(denoiser, condition, config, train_seconds, progress=False)
     log(f"  sr3 (training seed {seed}) sampled ({time.perf_counter() - start:.0f} s)")
-    runs = {"sr3-mse": run_sr3_mse, "sr3-pm": run_sr3_pm, "sr3-x0ft": run_sr3_x0ft}
+    runs = {"sr3-mse": run_sr3_mse, "sr3-pm": run_sr3_pm, "sr3-x0ft": run_sr3_x0ft,
+            "sr3-x0ft-ssim": run_sr3_x0ft_ssim}
     for method, family in REFINED_ROWS:
         if family not in config.methods:
             continue

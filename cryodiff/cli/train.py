@@ -49,6 +49,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                            "preset's post_n_samples with --map)")
     x0ft.add_argument("--x0-steps", type=positive_int, metavar="N",
                       help="its fine-tuning steps (default: the run's --steps)")
+    x0ft.add_argument("--x0-ssim", action="store_true",
+                      help="then train it on for a tenth more steps with an SSIM term beside "
+                           "the squared error (a flatter background: higher SSIM at the same "
+                           "PSNR; the benchmark's sr3v-x0ft-ssim_1)")
     parser.add_argument("--device", type=device, help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--batch-size", type=positive_int, help="images per step and process")
     parser.add_argument("--snr", type=positive_float, help="SNR of pairs simulated with --map")
@@ -136,7 +140,9 @@ def main(args: argparse.Namespace) -> int:
         raise CryodiffError(f"{', '.join(pm_options)} set the sr3-pm post-processor: add "
                             "--pm-postprocess")
     x0_options = [flag for flag, value in (("--x0-particles", args.x0_particles),
-                                           ("--x0-steps", args.x0_steps)) if value is not None]
+                                           ("--x0-steps", args.x0_steps),
+                                           ("--x0-ssim", args.x0_ssim or None))
+                  if value is not None]
     if x0_options and not args.x0_finetune:
         raise CryodiffError(f"{', '.join(x0_options)} set the x̂₀ fine-tuning: add "
                             "--x0-finetune")
@@ -175,8 +181,8 @@ def main(args: argparse.Namespace) -> int:
         from cryodiff.training.x0_finetune import train_x0_finetune, x0ft_summary
 
         metrics = train_x0_finetune(args.out, data, particles=args.x0_particles,
-                                    steps=args.x0_steps, device=config.device,
-                                    progress=not args.no_progress)
+                                    steps=args.x0_steps, ssim_stage=args.x0_ssim,
+                                    device=config.device, progress=not args.no_progress)
         print(f"cryodiff: fine-tuned x̂₀ network stored in the latest checkpoint of "
               f"{args.out}; {x0ft_summary(metrics)}")
     return 0

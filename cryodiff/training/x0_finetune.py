@@ -11,8 +11,13 @@ spends the second half of SR3 + post-processor's budget (the ``supervised-2x`` r
 the readout that PSNR rewards. The fine-tuned copy only reads x̂₀ out; SR3's own network,
 which samples, is left as it was.
 
-For a user's run, :func:`train_x0_finetune` (``cryodiff train --x0-finetune``) stores the
-copy in the run's latest checkpoint under ``x0_finetune``; ``cryodiff denoise --method x0ft``
+The SSIM stage (``ssim_weight``, ``start``; :func:`~cryodiff.baselines.regression.
+ssim_stage_recipe`) trains the fine-tuned copy on for a tenth more steps with
+``SSIM_WEIGHT · (1 − SSIM)`` beside the squared error: the posterior mean leaves a faint
+ripple where the particle's surroundings are flat, which PSNR barely sees and SSIM punishes.
+
+For a user's run, :func:`train_x0_finetune` (``cryodiff train --x0-finetune [--x0-ssim]``)
+stores the copy in the run's latest checkpoint under ``x0_finetune``; ``cryodiff denoise --method x0ft``
 applies it (:func:`cryodiff.denoise.denoise_one_pass` with ``finetuned``). The benchmark's
 row is :mod:`cryodiff.benchmark.sr3_x0ft`.
 """
@@ -28,7 +33,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cryodiff.baselines.regression import RegressionRecipe, fit_image_to_image
+from cryodiff.baselines.regression import (SSIM_WEIGHT, RegressionRecipe, fit_image_to_image,
+                                          ssim_stage_recipe)
 from cryodiff.diffusion import y0_from_v
 from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import write_json_atomic
@@ -62,32 +68,39 @@ def x0ft_recipe(train: TrainConfig) -> RegressionRecipe:
 
 
 def finetune_x0(denoiser, noisy: torch.Tensor, target: torch.Tensor,
-                recipe: RegressionRecipe) -> nn.Module:
+                recipe: RegressionRecipe, ssim_weight: float = 0.0,
+                start: nn.Module | None = None) -> nn.Module:
     """A copy of ``denoiser``'s v-network fine-tuned so its one-pass x̂₀ at the noisiest
     level fits ``target`` given ``noisy`` (both ``(N, L, L)``, raw units, on any device; the
     denoiser's normalisation is applied). Returns the EMA copy in eval mode, on the
     denoiser's device, for :func:`cryodiff.denoise.one_pass_x0` (the denoiser itself is
-    untouched). Raises :class:`CryodiffError` for an ε-predicting model."""
+    untouched). ``start``: the network to fine-tune instead of the denoiser's (a fine-tuned
+    copy, for the SSIM stage). ``ssim_weight`` > 0 adds ``ssim_weight · (1 − SSIM)`` to the
+    squared error, SSIM taken in the target's units (:func:`~cryodiff.baselines.regression.
+    fit_image_to_image`). Raises :class:`CryodiffError` for an ε-predicting model."""
     from cryodiff.denoise import check_one_pass
 
     check_one_pass(denoiser, "x0ft")
     device = next(denoiser.model.parameters()).device
     norm = denoiser.normalisation
-    network = copy.deepcopy(denoiser.model).float().requires_grad_(True)
-    readout = X0Readout(network, denoiser.schedule.noisiest_level)
+    network = copy.deepcopy(start if start is not None else denoiser.model)
+    readout = X0Readout(network.float().requires_grad_(True), denoiser.schedule.noisiest_level)
     inputs = norm.condition(noisy.float()).to(device)
     targets = norm.target(target.float()).to(device)
-    fit = fit_image_to_image(readout, inputs, targets, recipe)
+    fit = fit_image_to_image(readout, inputs, targets, recipe, ssim_weight=ssim_weight,
+                             to_raw=norm.denormalise)
     return fit.ema.model.eval().requires_grad_(False)
 
 
 def train_x0_finetune(run_dir: str | os.PathLike, data, *, particles: int | None = None,
-                      steps: int | None = None, device: str = "auto",
-                      progress: bool = True) -> dict:
+                      steps: int | None = None, ssim_stage: bool = False,
+                      device: str = "auto", progress: bool = True) -> dict:
     """Fine-tune the x̂₀ readout of the v-predicting run in ``run_dir`` on ``particles``
     training pairs of ``data`` (default: every pair of a data folder, the preset's
     ``post_n_samples`` for on-the-fly data) for ``steps`` (default the run's ``steps``,
-    :func:`x0ft_recipe`) and store it in the run's latest checkpoint (``x0_finetune``).
+    :func:`x0ft_recipe`), with ``ssim_stage`` then for :func:`ssim_stage_recipe`'s steps with
+    ``SSIM_WEIGHT · (1 − SSIM)`` added to the loss, and store it in the run's latest
+    checkpoint (``x0_finetune``).
 
     Returns the metrics also written to ``RUN/x0_finetune_metrics.json``: the recipe, the
     particles, the training seconds and the validation PSNR (dB) and SSIM of ``x0`` and
@@ -116,11 +129,20 @@ def train_x0_finetune(run_dir: str | os.PathLike, data, *, particles: int | None
               f"{recipe.batch_size}, {len(noisy)} particles)")
     start = time.perf_counter()
     tuned = finetune_x0(denoiser, noisy, target, recipe)
+    stage = ssim_stage_recipe(recipe) if ssim_stage else None
+    if stage is not None:
+        if progress:
+            print(f"cryodiff: SSIM stage ({stage.steps} steps, L2 + {SSIM_WEIGHT} · (1 − SSIM))")
+        tuned = finetune_x0(denoiser, noisy, target, stage, ssim_weight=SSIM_WEIGHT,
+                            start=tuned)
     seconds = time.perf_counter() - start
     ckpt.store_entry(latest, "x0_finetune", {
         "weights": {k: v.cpu() for k, v in tuned.state_dict().items()},
-        "particles": len(noisy), "steps": recipe.steps})
-    metrics = {"recipe": dataclasses.asdict(recipe), "particles": len(noisy),
+        "particles": len(noisy), "steps": recipe.steps + (stage.steps if stage else 0)})
+    metrics = {"recipe": dataclasses.asdict(recipe),
+               "ssim_stage": None if stage is None else {**dataclasses.asdict(stage),
+                                                         "ssim_weight": SSIM_WEIGHT},
+               "particles": len(noisy),
                "checkpoint": str(latest), "training_seconds": seconds,
                **_validation(dataclasses.replace(denoiser, x0_model=tuned), data, config)}
     write_json_atomic(Path(run_dir) / METRICS, metrics)

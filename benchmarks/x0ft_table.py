@@ -33,13 +33,17 @@ H100, H200, X0FT = "cpu_small_lease_h100", "cpu_small_lease_h200", "cpu_small_cp
 SEEDS = "cpu_small_cpu_seeds/ribosome70S_65_0.01"
 
 
+def _local_or(local: str, other: str) -> str:
+    """``local`` (a run folder beside the x0ft rows) when it holds a ``results.json``."""
+    return local if (RESULTS / local / "results.json").is_file() else other
+
+
 def lease_condition(rows_folder: str, folder: str, supervised: str = "sup2x"
                     ) -> tuple[list[str], list[str]]:
     """One seed-0 condition: its x0ft rows and the lease runs' folders (``supervised``: the
     folder of its ``supervised-2x`` run; a ``sup2x_cpu`` run beside the x0ft rows, of
     ``supervised-2x`` and ``supervised-2x-ssim`` on this CPU, takes its place)."""
-    local = f"{rows_folder}/{folder}/sup2x_cpu"
-    sup = local if (RESULTS / local / "results.json").is_file() else f"{H100}/{folder}/{supervised}"
+    sup = _local_or(f"{rows_folder}/{folder}/sup2x_cpu", f"{H100}/{folder}/{supervised}")
     return ([f"{rows_folder}/{folder}/x0ft_rows.json"],
             [sup] + [f"{H100}/{folder}/{r}" for r in ("sr3", "peers")]
             + [f"{H200}/{folder}/sr3v"])
@@ -55,7 +59,9 @@ def conditions(rows_folder: str = X0FT) -> dict[str, tuple[list[str], list[str]]
         "ribosome 0.05": lease_condition(rows_folder, "ribosome70S_65_0.05"),
         "ribosome 0.01": (
             [f"{rows_folder}/ribosome70S_65_0.01/x0ft_rows_seed{s}.json" for s in (1, 2)],
-            [f"{SEEDS}/{r}_seed{s}" for r in ("sup2x", "sr3v") for s in (1, 2)]
+            [_local_or(f"{rows_folder}/ribosome70S_65_0.01/sup2x_cpu_seed{s}",
+                       f"{SEEDS}/sup2x_seed{s}") for s in (1, 2)]
+            + [f"{SEEDS}/sr3v_seed{s}" for s in (1, 2)]
             + [f"{H100}/ribosome70S_65_0.01/{r}" for r in ("sup2x", "sr3", "peers")]
             + [f"{H200}/ribosome70S_65_0.01/sr3v"]),  # seed 0 of sup2x and sr3v
     }

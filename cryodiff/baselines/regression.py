@@ -170,8 +170,9 @@ def fit_image_to_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
     return RegressionFit(ema, torch.stack(losses).tolist() if losses else [], lrs)
 
 
-# The weight of ``1 − SSIM`` beside the squared error (normalised units) in the SSIM stage:
-# chosen on the validation particles of the phantom at SNR 0.01 (docs/benchmarks.md §10).
+# The weight of ``1 − SSIM`` beside the squared error in units of the target's variance in
+# the SSIM stage: checked (the only weight tried) on the validation particles of the phantom
+# at SNR 0.01 (docs/benchmarks.md §10).
 SSIM_WEIGHT = 0.3
 
 

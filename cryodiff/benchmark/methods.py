@@ -269,10 +269,11 @@ def _ssim_staged(name: str, condition: Condition, config: BenchmarkConfig,
                       "ssim_stage": dataclasses.asdict(stage), "ssim_weight": SSIM_WEIGHT,
                       "loss_units": "the target's variance"}, sort_keys=True)
     cache = None if cache_dir is None else cache_dir / f"{condition.tag}_{name}.pt"
-    staged = make_baseline(name, **_baseline_options(name, train, device))
-    fit_seconds = None if cache is None else _reuse_trained(staged, cache, key)
-    if fit_seconds is not None:
-        return staged, fit_seconds, True
+    if cache is not None:
+        staged = make_baseline(name, **_baseline_options(name, train, device))
+        fit_seconds = _reuse_trained(staged, cache, key)
+        if fit_seconds is not None:
+            return staged, fit_seconds, True
     start = time.perf_counter()
     staged = base.ssim_stage(_fit_data(base_name, condition), budget_steps=train.steps)
     fit_seconds = base_seconds + time.perf_counter() - start

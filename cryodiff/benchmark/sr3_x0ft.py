@@ -10,11 +10,11 @@ kept beside the SR3 run (``x0ft.pt``) under a key of their settings and of SR3's
 weights, and reused by a later identical run.
 
 The row ``sr3v-x0ft-ssim_1`` trains that fine-tuned network on for a short SSIM stage
-(:func:`cryodiff.training.x0_finetune.ssim_stage_recipe`: a tenth more steps, with
+(:func:`cryodiff.baselines.regression.ssim_stage_recipe`: a tenth more steps, with
 ``1 − SSIM`` added to the squared error): the posterior mean that L2 gives is PSNR's optimum,
 but its faint background ripple costs SSIM, whose luminance and contrast terms punish any
-signal where the truth is flat. Kept as ``x0ft_ssim.pt`` under a key of the stage and of the
-fine-tuned network's key.
+signal where the truth is flat. Kept as ``x0ft_ssim.pt`` under a key of the stage, of the
+fine-tuned network's key and of its exact weights.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def run_sr3_x0ft_ssim(denoiser: Denoiser, condition: Condition, config: Benchmar
                       sr3_rows: list[MethodOutput], cache_dir: Path | None = None
                       ) -> list[MethodOutput]:
     """The ``sr3v-x0ft-ssim_1`` row: ``sr3v-x0ft_1``'s fine-tuned network (trained here when
-    no cache holds it) trained on for the SSIM stage (:func:`~cryodiff.training.x0_finetune.
+    no cache holds it) trained on for the SSIM stage (:func:`~cryodiff.baselines.regression.
     ssim_stage_recipe`, squared error + ``SSIM_WEIGHT · (1 − SSIM)``), cached in
     ``cache_dir/x0ft_ssim.pt``, and read out as ``sr3v-x0_1``. ``fit_seconds``: SR3's, the
     fine-tuning's and the stage's."""

@@ -17,8 +17,8 @@ ssim_stage_recipe`) trains the fine-tuned copy on for a tenth more steps with
 ripple where the particle's surroundings are flat, which PSNR barely sees and SSIM punishes.
 
 For a user's run, :func:`train_x0_finetune` (``cryodiff train --x0-finetune [--x0-ssim]``)
-stores the copy in the run's latest checkpoint under ``x0_finetune``; ``cryodiff denoise --method x0ft``
-applies it (:func:`cryodiff.denoise.denoise_one_pass` with ``finetuned``). The benchmark's
+stores the copy in the run's latest checkpoint under ``x0_finetune``; ``cryodiff denoise
+--method x0ft`` applies it (:func:`cryodiff.denoise.denoise_one_pass` with ``finetuned``). The benchmark's
 row is :mod:`cryodiff.benchmark.sr3_x0ft`.
 """
 

@@ -40,11 +40,14 @@ def _local_or(local: str, other: str) -> str:
 
 def lease_condition(rows_folder: str, folder: str, supervised: str = "sup2x"
                     ) -> tuple[list[str], list[str]]:
-    """One seed-0 condition: its x0ft rows and the lease runs' folders (``supervised``: the
-    folder of its ``supervised-2x`` run; a ``sup2x_cpu`` run beside the x0ft rows, of
-    ``supervised-2x`` and ``supervised-2x-ssim`` on this CPU, takes its place)."""
+    """One seed-0 condition: its x0ft rows (with those of training seeds 1 and 2, where
+    ``x0ft_rows_seed<S>.json`` files are beside them) and the lease runs' folders
+    (``supervised``: the folder of its ``supervised-2x`` run; a ``sup2x_cpu`` run beside the
+    x0ft rows, of ``supervised-2x`` and ``supervised-2x-ssim`` on this CPU, takes its place)."""
     sup = _local_or(f"{rows_folder}/{folder}/sup2x_cpu", f"{H100}/{folder}/{supervised}")
-    return ([f"{rows_folder}/{folder}/x0ft_rows.json"],
+    more_seeds = [f"{rows_folder}/{folder}/x0ft_rows_seed{s}.json" for s in (1, 2)
+                  if (RESULTS / rows_folder / folder / f"x0ft_rows_seed{s}.json").is_file()]
+    return ([f"{rows_folder}/{folder}/x0ft_rows.json"] + more_seeds,
             [sup] + [f"{H100}/{folder}/{r}" for r in ("sr3", "peers")]
             + [f"{H200}/{folder}/sr3v"])
 

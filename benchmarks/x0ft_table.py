@@ -45,9 +45,9 @@ def lease_condition(rows_folder: str, folder: str, supervised: str = "sup2x"
     (``supervised``: the folder of its ``supervised-2x`` run; a ``sup2x_cpu`` run beside the
     x0ft rows, of ``supervised-2x`` and ``supervised-2x-ssim`` on this CPU, takes its place)."""
     sup = _local_or(f"{rows_folder}/{folder}/sup2x_cpu", f"{H100}/{folder}/{supervised}")
-    more_seeds = [f"{rows_folder}/{folder}/x0ft_rows_seed{s}.json" for s in (1, 2)
-                  if (RESULTS / rows_folder / folder / f"x0ft_rows_seed{s}.json").is_file()]
-    return ([f"{rows_folder}/{folder}/x0ft_rows.json"] + more_seeds,
+    seed_files = [f"{rows_folder}/{folder}/x0ft_rows_seed{s}.json" for s in (1, 2)]
+    return ([f"{rows_folder}/{folder}/x0ft_rows.json"]
+            + [name for name in seed_files if (RESULTS / name).is_file()],
             [sup] + [f"{H100}/{folder}/{r}" for r in ("sr3", "peers")]
             + [f"{H200}/{folder}/sr3v"])
 

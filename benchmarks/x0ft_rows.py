@@ -10,12 +10,13 @@ fine-tunes the x̂₀ readout exactly as the benchmark's ``sr3-x0ft``
 stage (:func:`~cryodiff.benchmark.sr3_x0ft.run_sr3_x0ft_ssim`, cached too) and scores the
 one-pass rows on the ``n_test_2d`` test particles, writing PSNR (dB), SSIM and both per
 image (for pairing with another run's rows of the same particles) as JSON. The raw
-particles' row is included, so the pairing can be checked. The CPU; training seed ``SEED``
-(default 0).
+particles' row is included, so the pairing can be checked. Training seed ``SEED`` (default
+0) on ``DEVICE`` (default ``cpu``; ``cuda`` trains and reads out on the GPU, SR3 and the
+fine-tuning in the preset's bf16 autocast there, as the benchmark does).
 
 ``OMP_NUM_THREADS=1 python benchmarks/x0ft_rows.py phantom 0.1 none
 runs/cs_ph/work/sr3v_phantom_snr0.1_seed0 out.json`` (MAP SNR PIXEL_SIZE|none RUN_DIR OUT
-[SEED]).
+[SEED [DEVICE]]).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from cryodiff.metrics import psnr, ssim
 from cryodiff.training.checkpoint import latest_checkpoint, load_checkpoint
 from cryodiff.training.data import PairedStackData
 from cryodiff.training.config import TrainConfig
-from cryodiff.training.loop import train
+from cryodiff.training.loop import device_label, train
 
 
 def train_sr3_alone(condition, config, run_dir: Path) -> None:
@@ -72,17 +73,18 @@ def main(argv: list[str]) -> int:
     map_spec, snr, pixel, run_dir, out = argv[0], float(argv[1]), argv[2], Path(argv[3]), \
         Path(argv[4])
     seed = int(argv[5]) if len(argv) > 5 else 0
+    device = argv[6] if len(argv) > 6 else "cpu"
     torch.set_num_threads(1)
     config = dataclasses.replace(get_preset("cpu-small"), maps=(map_spec,), snrs=(snr,),
                                  pixel_size_A=None if pixel == "none" else float(pixel),
-                                 training_seeds=(seed,), sr3_prediction="v", device="cpu",
+                                 training_seeds=(seed,), sr3_prediction="v", device=device,
                                  methods=("sr3", "sr3-x0ft", "sr3-x0ft-ssim"),
                                  pose_search=False)
     condition = make_condition(map_spec, snr, config)
     sr3_start = time.perf_counter()
     train_sr3_alone(condition, config, run_dir)
     sr3_seconds = time.perf_counter() - sr3_start
-    denoiser = load_denoiser(run_dir, torch.device("cpu"))
+    denoiser = load_denoiser(run_dir, torch.device(device))
     n = config.n_test_2d
     noisy, target = condition.test.noisy[:n], condition.test.clean_ctf[:n]
     start = time.perf_counter()
@@ -94,11 +96,13 @@ def main(argv: list[str]) -> int:
     rows["sr3v-x0ft-ssim_1"] = ssim_tuned.images
     ssim_seconds = time.perf_counter() - ssim_start
     result = {"command": " ".join(argv), "training_seed": seed,
+              "device": device_label(torch.device(device)),
               "sr3_training_seconds_this_call": sr3_seconds,
               "seconds": time.perf_counter() - start,
               "ssim_stage_seconds_with_row": ssim_seconds,
               "note": tuned.note, "ssim_note": ssim_tuned.note, "rows": {}}
     for name, images in rows.items():
+        images = images.cpu()
         per_image, ssim_per_image = psnr(images.double(), target), ssim(images, target)
         result["rows"][name] = {"psnr": float(per_image.mean()),
                                 "ssim": float(ssim_per_image.mean()),

@@ -42,17 +42,18 @@ from cryodiff.training.config import TrainConfig
 from cryodiff.training.loop import device_label, train
 
 
-def train_sr3_alone(condition, config, run_dir: Path) -> None:
+def train_sr3_alone(condition, config, run_dir: Path) -> str:
     """Train (or finish) the condition's v SR3 in ``run_dir`` as the benchmark's ``train_sr3``
     does, without the post-processor; nothing to do when it is already fully trained. A run
-    folder trained with other settings is refused, never overwritten."""
+    folder trained with other settings is refused, never overwritten. Returns the device its
+    training was configured for (``cuda`` for an SR3 trained on a GPU and read out here)."""
     train_config = sr3_train_config(config, condition)
     settings, settings_file = data_settings(condition, config), run_dir / "benchmark_data.json"
-    latest, done = latest_checkpoint(run_dir), 0
+    latest, done, trained_on = latest_checkpoint(run_dir), 0, train_config.device
     if latest is not None:
         state = load_checkpoint(latest)
-        saved = dataclasses.replace(TrainConfig.from_json(state["config"]),
-                                    device=train_config.device)  # a GPU run loads here too
+        saved = TrainConfig.from_json(state["config"])
+        trained_on, saved = saved.device, dataclasses.replace(saved, device=train_config.device)
         same_data = settings_file.is_file() and json.loads(settings_file.read_text()) == \
             json.loads(json.dumps(settings))
         if saved != train_config or not same_data:
@@ -60,13 +61,14 @@ def train_sr3_alone(condition, config, run_dir: Path) -> None:
                              "condition's SR3")
         done = int(state["step"])
     if done >= train_config.steps:
-        return
+        return trained_on
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(settings_file, settings)
     data = PairedStackData(condition.train.noisy, condition.train.clean_ctf, train_config,
                            pixel_size_A=condition.pixel_size_A,
                            validation=(condition.val.noisy, condition.val.clean_ctf))
     train(train_config, run_dir, data, resume=done > 0, progress=False)
+    return train_config.device
 
 
 def main(argv: list[str]) -> int:
@@ -82,7 +84,7 @@ def main(argv: list[str]) -> int:
                                  pose_search=False)
     condition = make_condition(map_spec, snr, config)
     sr3_start = time.perf_counter()
-    train_sr3_alone(condition, config, run_dir)
+    sr3_device = train_sr3_alone(condition, config, run_dir)
     sr3_seconds = time.perf_counter() - sr3_start
     denoiser = load_denoiser(run_dir, torch.device(device))
     n = config.n_test_2d
@@ -96,7 +98,7 @@ def main(argv: list[str]) -> int:
     rows["sr3v-x0ft-ssim_1"] = ssim_tuned.images
     ssim_seconds = time.perf_counter() - ssim_start
     result = {"command": " ".join(argv), "training_seed": seed,
-              "device": device_label(torch.device(device)),
+              "device": device_label(torch.device(device)), "sr3_trained_on": sr3_device,
               "sr3_training_seconds_this_call": sr3_seconds,
               "seconds": time.perf_counter() - start,
               "ssim_stage_seconds_with_row": ssim_seconds,

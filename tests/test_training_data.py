@@ -23,6 +23,17 @@ def test_augmentation_transforms_both_images_identically(box):
         assert any(torch.equal(o, v) for v in variants)
 
 
+def test_augmentation_applies_the_generators_draw_to_each_pair():
+    # Pair i gets dihedral element ops[i] of one randint draw: op ≥ 4 flips the last axis,
+    # then op % 4 quarter turns (the mapping checkpoints and benchmark runs were made with).
+    condition, generator = torch.randn(40, 12, 12), torch.Generator().manual_seed(3)
+    ops = torch.randint(0, 8, (40,), generator=torch.Generator().manual_seed(3))
+    out_c, _ = augment_pairs(condition, condition.clone(), generator)
+    for c, o, op in zip(condition, out_c, ops.tolist()):
+        expected = torch.rot90(c.flip(-1) if op >= 4 else c, op % 4, (-2, -1))
+        assert torch.equal(o, expected)
+
+
 def test_batches_are_deterministic_and_ranks_disjoint():
     config = tiny_config()
     data = PairedStackData(*blob_pairs(50, 16), config)

@@ -150,7 +150,8 @@ def fit_image_to_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         model.train()
         for step in range(recipe.steps):
             adapt_threads(device)
-            index = torch.randint(len(inputs), (batch,), generator=generator).to(inputs.device)
+            index = torch.randint(len(inputs), (batch,), generator=generator).to(
+                inputs.device, non_blocking=True)  # no wait for the GPU
             x, y = inputs[index], targets[index]
             if augment:
                 x, y = augment_pairs(x, y, generator)

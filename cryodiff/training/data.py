@@ -85,17 +85,23 @@ def augment_pairs(condition: torch.Tensor, target: torch.Tensor, generator: torc
     """
     rank, world = shard
     ops = torch.randint(0, 8, (condition.shape[0] * world,), generator=generator)[rank::world]
-    ops = ops.to(condition.device)
+    # The rows of each element are found on the CPU and sent in one asynchronous copy, so a
+    # batch on a GPU is transformed without the host ever waiting for the device.
+    ops = ops.cpu()
+    order = torch.argsort(ops, stable=True)
+    counts = torch.bincount(ops, minlength=8).tolist()
+    order = order.to(condition.device, non_blocking=True)
     out_c, out_t = condition.clone(), target.clone()
+    start = counts[0]  # element 0 is the identity
     for op in range(1, 8):
-        sel = ops == op
-        if not bool(sel.any()):
+        rows, start = order[start:start + counts[op]], start + counts[op]
+        if len(rows) == 0:
             continue
-        c, t = condition[sel], target[sel]
+        c, t = condition[rows], target[rows]
         if op >= 4:
             c, t = c.flip(-1), t.flip(-1)
         k = op % 4
-        out_c[sel], out_t[sel] = torch.rot90(c, k, (-2, -1)), torch.rot90(t, k, (-2, -1))
+        out_c[rows], out_t[rows] = torch.rot90(c, k, (-2, -1)), torch.rot90(t, k, (-2, -1))
     return out_c, out_t
 
 

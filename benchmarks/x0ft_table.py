@@ -78,6 +78,18 @@ ONE_PASS = "sr3v-x0_1"
 OWN_ONE_PASS = "sr3v-x0_1 of the fine-tuned SR3"
 
 
+def sr3_device(name: str, x0ft: dict) -> str:
+    """Where the v SR3 under an x0ft file's rows was trained: the file's ``sr3_trained_on``,
+    else the H200 when the training record of a seed trained in a GPU lease and fine-tuned
+    here (``sr3v_h200_seed<S>/``, with its ``h200.log``) lies beside the file, else this
+    CPU (the file was written before it named the device)."""
+    if "sr3_trained_on" in x0ft:
+        return x0ft["sr3_trained_on"]
+    seed = x0ft.get("training_seed", 0)
+    record = (RESULTS / name).parent / f"sr3v_h200_seed{seed}" / "h200.log"
+    return "cuda (NVIDIA H200)" if record.is_file() else "cpu"
+
+
 def load_rows(x0ft_files: list[str], folders: list[str], ours: str) -> dict[str, list[dict]]:
     """Method → its measured rows (one per training seed), each with ``psnr``, ``ssim``,
     ``psnr_per_image`` and ``device``. The x0ft files' ``sr3v-x0_1`` (the readout of the very
@@ -85,9 +97,11 @@ def load_rows(x0ft_files: list[str], folders: list[str], ours: str) -> dict[str,
     equal the x0ft files' image by image (to 10⁻³ dB), so that all rows pair."""
     rows: dict[str, list[dict]] = {}
     for name in x0ft_files:
-        for method, row in json.loads((RESULTS / name).read_text())["rows"].items():
+        x0ft = json.loads((RESULTS / name).read_text())
+        for method, row in x0ft["rows"].items():
             method = {"noisy": "noisy", ONE_PASS: OWN_ONE_PASS}.get(method, method)
-            rows.setdefault(method, []).append(dict(row, device="cpu"))
+            rows.setdefault(method, []).append(dict(row, device="cpu",
+                                                    sr3_device=sr3_device(name, x0ft)))
     reference = torch.tensor(rows["noisy"][0]["psnr_per_image"])
     for folder in folders:
         for row in json.loads((RESULTS / folder / "results.json").read_text()):
@@ -113,7 +127,8 @@ def summary(seed_rows: list[dict]) -> dict:
     sd = statistics.stdev(psnrs) if len(psnrs) > 1 else None
     return {"psnr": statistics.fmean(psnrs), "ssim": statistics.fmean(ssims), "psnr_sd": sd,
             "n_seeds": len(psnrs), "per_image": per_image, "ssim_per_image": ssim_per_image,
-            "devices": sorted({str(r.get("device", "?")) for r in seed_rows})}
+            "devices": sorted({str(r.get("device", "?")) for r in seed_rows}),
+            "sr3_devices": sorted({r["sr3_device"] for r in seed_rows if "sr3_device" in r})}
 
 
 def cell(row: dict) -> str:
@@ -175,7 +190,8 @@ def condition_column(name: str, x0ft_files: list[str], folders: list[str],
         f"`{ONE_PASS}` (the runs' SR3)": f"{cell(rows[ONE_PASS])} "
         f"({', '.join(rows[ONE_PASS]['devices'])}, {seeds(rows[ONE_PASS])})",
         f"`{ONE_PASS}` of the fine-tuned SR3 (cpu)": cell(own),
-        f"**`{ours_name}`** (cpu)": f"{cell(ours)} ({seeds(ours)})",
+        f"**`{ours_name}`** (cpu)": f"{cell(ours)} ({seeds(ours)}; SR3 trained on "
+        f"{', '.join(ours['sr3_devices'])})",
         f"`{ours_name}` − `supervised-2x`": gap(ours, sup),
         f"`{ours_name}` − best other PSNR row": gap(ours, ranked[best_psnr]),
         f"`{ours_name}` − best peer PSNR row": gap(ours, peers[peer_psnr]),
@@ -208,7 +224,8 @@ def main(argv: list[str]) -> int:
              "names (`conditions`). PSNR (dB) [± SD over training seeds] / SSIM, 128 test "
              "particles; gaps paired image by image (± SE over images). The rows of the x0ft "
              "files (`sr3v-x0_1` of the fine-tuned SR3, `sr3v-x0ft_1`, `sr3v-x0ft-ssim_1`) "
-             "were computed on this CPU (fp32); the other rows come from the runs "
+             "were computed on this CPU (fp32), on v SR3s trained on the device their row "
+             "names (a GPU's in bf16); the other rows come from the runs "
              "named, on the device each says. Tied: within the larger seed SD of the two "
              "rows (none with one seed); a row trained with several seeds pairs by its per-image "
              "PSNR averaged over them. The (§4) rows are those of the pre-protocol runs of "

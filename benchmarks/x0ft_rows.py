@@ -34,12 +34,13 @@ from cryodiff.benchmark.config import get_preset
 from cryodiff.benchmark.methods import data_settings, one_pass_row, sr3_train_config
 from cryodiff.benchmark.sr3_x0ft import run_sr3_x0ft, run_sr3_x0ft_ssim
 from cryodiff.denoise import load_denoiser
+from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import write_json_atomic
 from cryodiff.metrics import psnr, ssim
 from cryodiff.training.checkpoint import latest_checkpoint, load_checkpoint
 from cryodiff.training.data import PairedStackData
 from cryodiff.training.config import TrainConfig
-from cryodiff.training.loop import device_label, train
+from cryodiff.training.loop import device_label, select_device, train
 
 
 def train_sr3_alone(condition, config, run_dir: Path) -> str:
@@ -75,7 +76,10 @@ def main(argv: list[str]) -> int:
     map_spec, snr, pixel, run_dir, out = argv[0], float(argv[1]), argv[2], Path(argv[3]), \
         Path(argv[4])
     seed = int(argv[5]) if len(argv) > 5 else 0
-    device = argv[6] if len(argv) > 6 else "cpu"
+    try:  # a wrong or absent device is refused now, not after an hour of training
+        device = str(select_device(argv[6] if len(argv) > 6 else "cpu", verbose=False))
+    except CryodiffError as error:
+        raise SystemExit(f"x0ft_rows.py: {error}") from None
     torch.set_num_threads(1)
     config = dataclasses.replace(get_preset("cpu-small"), maps=(map_spec,), snrs=(snr,),
                                  pixel_size_A=None if pixel == "none" else float(pixel),

@@ -20,6 +20,7 @@ gap between the two: both are in the same file, per image).
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -80,14 +81,20 @@ OWN_ONE_PASS = "sr3v-x0_1 of the fine-tuned SR3"
 
 def sr3_device(name: str, x0ft: dict) -> str:
     """Where the v SR3 under an x0ft file's rows was trained: the file's ``sr3_trained_on``,
-    else the H200 when the training record of a seed trained in a GPU lease and fine-tuned
-    here (``sr3v_h200_seed<S>/``, with its ``h200.log``) lies beside the file, else this
-    CPU (the file was written before it named the device)."""
+    else, when the training record of a seed trained in a GPU lease and fine-tuned here
+    (``sr3v_h200_seed<S>/h200.log``) lies beside the file, the device its training line
+    names (``cryodiff: training on cuda (NVIDIA H200)``), else this CPU (the file was
+    written before it named the device)."""
     if "sr3_trained_on" in x0ft:
         return x0ft["sr3_trained_on"]
     seed = x0ft.get("training_seed", 0)
     record = (RESULTS / name).parent / f"sr3v_h200_seed{seed}" / "h200.log"
-    return "cuda (NVIDIA H200)" if record.is_file() else "cpu"
+    if not record.is_file():
+        return "cpu"
+    trained = re.search(r"training on (.+)", record.read_text())
+    if trained is None:
+        raise SystemExit(f"{record}: no 'training on <device>' line")
+    return trained.group(1).strip()
 
 
 def load_rows(x0ft_files: list[str], folders: list[str], ours: str) -> dict[str, list[dict]]:

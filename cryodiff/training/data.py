@@ -88,14 +88,11 @@ def augment_pairs(condition: torch.Tensor, target: torch.Tensor, generator: torc
     # The rows of each element are found on the CPU and sent in one asynchronous copy, so a
     # batch on a GPU is transformed without the host ever waiting for the device.
     ops = ops.cpu()
-    order = torch.argsort(ops, stable=True)
-    counts = torch.bincount(ops, minlength=8).tolist()
-    order = order.to(condition.device, non_blocking=True)
+    order, counts = torch.argsort(ops, stable=True), torch.bincount(ops, minlength=8).tolist()
+    groups = order.to(condition.device, non_blocking=True).split(counts)
     out_c, out_t = condition.clone(), target.clone()
-    start = counts[0]  # element 0 is the identity
-    for op in range(1, 8):
-        rows, start = order[start:start + counts[op]], start + counts[op]
-        if len(rows) == 0:
+    for op, rows in enumerate(groups):
+        if op == 0 or len(rows) == 0:  # element 0 is the identity
             continue
         c, t = condition[rows], target[rows]
         if op >= 4:

@@ -32,6 +32,8 @@ from cryodiff.benchmark.evaluate import paired_difference
 RESULTS = Path(__file__).resolve().parent / "results"
 H100, H200, X0FT = "cpu_small_lease_h100", "cpu_small_lease_h200", "cpu_small_cpu_x0ft"
 SEEDS = "cpu_small_cpu_seeds/ribosome70S_65_0.01"
+SR3_SIZED = "slarge2x"
+LARGE = "supervised-large-2x-ssim"  # the SR3-sized peer given the same SSIM stage
 
 
 def _local_or(local: str, other: str) -> str:
@@ -50,7 +52,15 @@ def lease_condition(rows_folder: str, folder: str, supervised: str = "sup2x"
     return ([f"{rows_folder}/{folder}/x0ft_rows.json"]
             + [name for name in seed_files if (RESULTS / name).is_file()],
             [sup] + [f"{H100}/{folder}/{r}" for r in ("sr3", "peers")]
-            + [f"{H200}/{folder}/sr3v"])
+            + [f"{H200}/{folder}/sr3v"] + sr3_sized_peer(folder))
+
+
+def sr3_sized_peer(folder: str) -> list[str]:
+    """The runs of ``supervised-large-2x`` and its SSIM stage (SR3's backbone, as many steps as
+    the x0ft rows) made for the condition: seed 0 an H200 lease's, seeds 1 and 2 this CPU's."""
+    runs = [f"{H200}/{folder}/{SR3_SIZED}"] + [
+        f"cpu_small_cpu_seeds/{folder}/{SR3_SIZED}_seed{s}" for s in (1, 2)]
+    return [run for run in runs if (RESULTS / run / "results.json").is_file()]
 
 
 def conditions(rows_folder: str = X0FT) -> dict[str, tuple[list[str], list[str]]]:
@@ -67,7 +77,8 @@ def conditions(rows_folder: str = X0FT) -> dict[str, tuple[list[str], list[str]]
                        f"{SEEDS}/sup2x_seed{s}") for s in (1, 2)]
             + [f"{SEEDS}/sr3v_seed{s}" for s in (1, 2)]
             + [f"{H100}/ribosome70S_65_0.01/{r}" for r in ("sup2x", "sr3", "peers")]
-            + [f"{H200}/ribosome70S_65_0.01/sr3v"]),  # seed 0 of sup2x and sr3v
+            + [f"{H200}/ribosome70S_65_0.01/sr3v"]  # seed 0 of sup2x and sr3v
+            + sr3_sized_peer("ribosome70S_65_0.01")),
     }
 SECTION_4 = {"phantom 0.1": "cpu_small_phantom_snr0.1_h100_rerun",  # the pre-protocol runs: no
              "phantom 0.05": "cpu_small_phantom_snr0.05_h100",  # per-image PSNR, so unpaired
@@ -80,17 +91,15 @@ OWN_ONE_PASS = "sr3v-x0_1 of the fine-tuned SR3"
 
 
 def sr3_device(name: str, x0ft: dict) -> str:
-    """Where the v SR3 under an x0ft file's rows was trained: the file's ``sr3_trained_on``,
-    else, when the training record of a seed trained in a GPU lease and fine-tuned here
-    (``sr3v_h200_seed<S>/h200.log``) lies beside the file, the device its training line
-    names (``cryodiff: training on cuda (NVIDIA H200)``), else this CPU (the file was
-    written before it named the device)."""
-    if "sr3_trained_on" in x0ft:
-        return x0ft["sr3_trained_on"]
+    """Where the v SR3 under an x0ft file's rows was trained: when the training record of a
+    seed trained in a GPU lease and fine-tuned here (``sr3v_h200_seed<S>/h200.log``) lies
+    beside the file, the device its training line names (``cryodiff: training on cuda
+    (NVIDIA H200)``, which names the GPU), else the file's ``sr3_trained_on``, else this CPU
+    (the file was written before it named the device)."""
     seed = x0ft.get("training_seed", 0)
     record = (RESULTS / name).parent / f"sr3v_h200_seed{seed}" / "h200.log"
     if not record.is_file():
-        return "cpu"
+        return x0ft.get("sr3_trained_on", "cpu")
     trained = re.search(r"training on (.+)", record.read_text())
     if trained is None:
         raise SystemExit(f"{record}: no 'training on <device>' line")
@@ -187,8 +196,15 @@ def condition_column(name: str, x0ft_files: list[str], folders: list[str],
     peers = {m: r for m, r in ranked.items() if not m.startswith("sr3")}  # not cryodiff's
     peer_psnr = max(peers, key=lambda m: peers[m]["psnr"])
     peer_ssim = max(peers, key=lambda m: peers[m]["ssim"])
+    large = rows.get(LARGE)
+
+    def with_devices(row: dict | None) -> str:
+        return ("not measured" if row is None
+                else f"{cell(row)} ({', '.join(row['devices'])}, {seeds(row)})")
+
     return {
-        "`supervised-2x`": f"{cell(sup)} ({', '.join(sup['devices'])}, {seeds(sup)})",
+        "`supervised-2x`": with_devices(sup),
+        f"`{LARGE}` (SR3's size)": with_devices(large),
         "best other row, PSNR": f"`{best_psnr}` {cell(ranked[best_psnr])} "
         f"({seeds(ranked[best_psnr])})",
         "best other row, SSIM": f"`{best_ssim}` {cell(ranked[best_ssim])}",
@@ -200,6 +216,7 @@ def condition_column(name: str, x0ft_files: list[str], folders: list[str],
         f"**`{ours_name}`** (cpu)": f"{cell(ours)} ({seeds(ours)}; SR3 trained on "
         f"{', '.join(ours['sr3_devices'])})",
         f"`{ours_name}` − `supervised-2x`": gap(ours, sup),
+        f"`{ours_name}` − `{LARGE}`": "not measured" if large is None else gap(ours, large),
         f"`{ours_name}` − best other PSNR row": gap(ours, ranked[best_psnr]),
         f"`{ours_name}` − best peer PSNR row": gap(ours, peers[peer_psnr]),
         f"`{ours_name}` − `{ONE_PASS}` of the same SR3": gap(ours, own),

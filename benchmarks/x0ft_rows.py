@@ -43,18 +43,23 @@ from cryodiff.training.config import TrainConfig
 from cryodiff.training.loop import device_label, select_device, train
 
 
-def train_sr3_alone(condition, config, run_dir: Path) -> str:
+def train_sr3_alone(condition, config, run_dir: Path,
+                    train_config: TrainConfig | None = None) -> str:
     """Train (or finish) the condition's v SR3 in ``run_dir`` as the benchmark's ``train_sr3``
     does, without the post-processor; nothing to do when it is already fully trained. A run
-    folder trained with other settings is refused, never overwritten. Returns the device its
-    training was configured for (``cuda`` for an SR3 trained on a GPU and read out here)."""
-    train_config = sr3_train_config(config, condition)
+    folder trained with other settings is refused, never overwritten (the device it trained
+    on and how many checkpoints it kept aside). Returns the device its training was
+    configured for (``cuda`` for an SR3 trained on a GPU and read out here).
+    ``train_config``: SR3's configuration if not the benchmark's (``x0ft_levers.py``)."""
+    train_config = train_config or sr3_train_config(config, condition)
     settings, settings_file = data_settings(condition, config), run_dir / "benchmark_data.json"
     latest, done, trained_on = latest_checkpoint(run_dir), 0, train_config.device
     if latest is not None:
         state = load_checkpoint(latest)
         saved = TrainConfig.from_json(state["config"])
-        trained_on, saved = saved.device, dataclasses.replace(saved, device=train_config.device)
+        trained_on = saved.device
+        saved = dataclasses.replace(saved, device=train_config.device,
+                                    keep_checkpoints=train_config.keep_checkpoints)
         same_data = settings_file.is_file() and json.loads(settings_file.read_text()) == \
             json.loads(json.dumps(settings))
         if saved != train_config or not same_data:

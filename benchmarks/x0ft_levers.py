@@ -1,0 +1,130 @@
+"""Levers on ``sr3v-x0ft-ssim_1`` at ``cpu-small`` that keep its 8,400-step budget.
+
+``sr3v-x0ft-ssim_1`` spends the budget of ``supervised-large-2x-ssim`` as SR3 4,000 steps
+(v-prediction, SR3's L1 loss on v) + x̂₀ fine-tuning 4,000 steps (L2) + the 400-step SSIM
+stage. Two levers change only how that budget is spent, for one condition and training seed:
+
+- ``--sr3-loss l2``: SR3 trains with the squared error on v instead of L1. At the noisiest
+  levels v ≈ −x₀, so L1 teaches the readout the posterior median and the fine-tuning then
+  has to move it to the mean that PSNR rewards;
+- ``--from-step N``: the fine-tuning starts from SR3's step-N checkpoint (this script keeps
+  every one, each 500 steps; the preset keeps the last three) and trains ``8,000 − N`` steps, so fewer diffusion steps
+  and more regression steps share the same total. The learning rate is constant after the
+  warm-up and the EMA ramp depends on the step only, so SR3's step-N checkpoint is what an
+  N-step SR3 run would have ended with.
+
+SR3 trains in ``RUN_DIR`` exactly as ``benchmarks/x0ft_rows.py`` trains it (its
+``train_sr3_alone``: the preset's ``cpu-small`` recipe, resuming an interrupted run), with the
+loss chosen and every checkpoint kept; a run folder trained with another configuration is
+refused (an ``x0ft_rows.py`` or benchmark run's folder of the same loss is used as it is). The fine-tuning and the stage are the benchmark's
+(:func:`cryodiff.training.x0_finetune.finetune_x0`, :func:`~cryodiff.training.x0_finetune.
+x0ft_recipe`, :func:`~cryodiff.baselines.regression.ssim_stage_recipe`) with only the step
+count changed. Scores the SR3 readout, the fine-tuned and the staged network on the
+``n_test_2d`` test particles (PSNR dB, SSIM, both per image, for pairing with the committed
+rows of the same particles; the raw particles' row checks the pairing) and writes JSON.
+
+``OMP_NUM_THREADS=1 python benchmarks/x0ft_levers.py phantom 0.1 none runs/lever_ph out.json
+--sr3-loss l2 [--from-step 3000] [--seed 0] [--device cuda]`` (MAP SNR PIXEL_SIZE|none
+RUN_DIR OUT; on ``cuda`` SR3 and the fine-tuning train in the preset's bf16 autocast, as the
+benchmark's rows do there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cryodiff.benchmark.conditions import make_condition
+from cryodiff.benchmark.config import get_preset
+from cryodiff.benchmark.methods import one_pass_row, sr3_train_config, train_config_for
+from cryodiff.benchmark.post_cache import training_particles
+from cryodiff.denoise import load_denoiser
+from cryodiff.errors import CryodiffError
+from cryodiff.io.atomic import write_json_atomic
+from cryodiff.metrics import psnr, ssim
+from cryodiff.training.config import with_overrides
+from cryodiff.training.loop import device_label, select_device
+from cryodiff.training.x0_finetune import SSIM_WEIGHT, finetune_x0, ssim_stage_recipe, x0ft_recipe
+from x0ft_rows import train_sr3_alone
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("map"), parser.add_argument("snr", type=float)
+    parser.add_argument("pixel_size"), parser.add_argument("run_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sr3-loss", choices=("l1", "l2"), default="l1")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast there)")
+    parser.add_argument("--from-step", type=int, default=None,
+                        help="SR3 checkpoint step the fine-tuning starts from (default: last)")
+    return parser.parse_args(argv)
+
+
+def scores(images: torch.Tensor, target: torch.Tensor) -> dict:
+    per_image, ssim_per_image = psnr(images.cpu().double(), target), ssim(images.cpu(), target)
+    return {"psnr": float(per_image.mean()), "ssim": float(ssim_per_image.mean()),
+            "psnr_per_image": per_image.tolist(), "ssim_per_image": ssim_per_image.tolist()}
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    try:  # a wrong or absent device is refused now, not after an hour of training
+        device = str(select_device(args.device, verbose=False))
+    except CryodiffError as error:
+        raise SystemExit(f"x0ft_levers.py: {error}") from None
+    torch.set_num_threads(1)
+    config = dataclasses.replace(
+        get_preset("cpu-small"), maps=(args.map,), snrs=(args.snr,),
+        pixel_size_A=None if args.pixel_size == "none" else float(args.pixel_size),
+        training_seeds=(args.seed,), sr3_prediction="v", device=device,
+        methods=("sr3", "sr3-x0ft", "sr3-x0ft-ssim"), pose_search=False)
+    condition = make_condition(args.map, args.snr, config)
+    sr3_config = sr3_train_config(config, condition)  # every checkpoint kept, for --from-step
+    sr3_config = with_overrides(sr3_config, loss=args.sr3_loss, keep_checkpoints=-(
+        -sr3_config.steps // sr3_config.checkpoint_every))
+    start = time.perf_counter()
+    sr3_trained_on = train_sr3_alone(condition, config, args.run_dir, sr3_config)
+    sr3_seconds = time.perf_counter() - start
+    from_step = args.from_step if args.from_step is not None else sr3_config.steps
+    checkpoint = args.run_dir / "checkpoints" / f"step_{from_step:08d}.pt"
+    if not checkpoint.is_file():
+        raise SystemExit(f"{checkpoint}: no SR3 checkpoint at step {from_step}")
+    denoiser = load_denoiser(checkpoint, device)
+    base = x0ft_recipe(train_config_for(config, condition))
+    budget = sr3_config.steps + base.steps  # what SR3 + fine-tuning spend in sr3v-x0ft_1
+    recipe = dataclasses.replace(base, steps=budget - from_step)
+    m = training_particles(config, condition)
+    noisy_train, clean_train = condition.train.noisy[:m], condition.train.clean_ctf[:m]
+    start = time.perf_counter()
+    tuned = finetune_x0(denoiser, noisy_train, clean_train, recipe)
+    finetune_seconds = time.perf_counter() - start
+    staged = finetune_x0(denoiser, noisy_train, clean_train, ssim_stage_recipe(base),
+                         ssim_weight=SSIM_WEIGHT, start=tuned)
+    stage_seconds = time.perf_counter() - start - finetune_seconds
+    n = config.n_test_2d
+    noisy, target = condition.test.noisy[:n], condition.test.clean_ctf[:n]
+    result = {"command": "python benchmarks/x0ft_levers.py " + " ".join(argv),
+              "training_seed": args.seed, "device": device_label(torch.device(device)),
+              "sr3_loss": args.sr3_loss, "sr3_trained_on": sr3_trained_on,
+              "sr3_steps": from_step, "finetune_steps": recipe.steps,
+              "ssim_stage_steps": ssim_stage_recipe(base).steps,
+              "sr3_training_seconds_this_call": sr3_seconds,
+              "finetune_seconds": finetune_seconds, "ssim_stage_seconds": stage_seconds,
+              "rows": {"noisy": scores(noisy, target)}}
+    for name, network in (("sr3v-x0_1", denoiser.model), ("x0ft", tuned),
+                          ("x0ft-ssim", staged)):
+        read = dataclasses.replace(denoiser, model=network)
+        result["rows"][name] = scores(one_pass_row(read, noisy, config, None).images, target)
+    write_json_atomic(args.out, result, indent=1)
+    print({k: (round(v["psnr"], 3), round(v["ssim"], 4)) for k, v in result["rows"].items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,116 @@
+"""The table of :mod:`x0ft_levers` runs: each lever beside the committed rows it must beat.
+
+For every ``cpu_small_x0ft_levers/<condition>/*.json`` (written by ``x0ft_levers.py``; the
+two files of the twentieth session's note script, which ran the same computation as
+``x0ft_levers.py --from-step 3000`` and wrote ``sr3v-x0_1 (step 3000)``, ``x0ft 5000`` and
+``x0ft 5000 + stage``, are read under those names) it writes PSNR (dB) / SSIM of the SR3
+readout, the fine-tuned and the staged network, and the staged network's paired gaps (± SE
+over images) to seed 0 of ``sr3v-x0ft-ssim_1`` (``cpu_small_cpu_x0ft_ssim/<condition>/
+x0ft_rows.json``, the same training seed) and to seed 0 of ``supervised-large-2x-ssim`` (the
+H200 lease's run). A file with the raw particles' row must match the committed rows' raw
+particles image by image (to 10⁻³ dB). Nothing is trained here.
+
+``python benchmarks/x0ft_levers_table.py benchmarks/results/cpu_small_x0ft_levers/table.md``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from cryodiff.benchmark.evaluate import paired_difference
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LEVERS = RESULTS / "cpu_small_x0ft_levers"
+CONDITIONS = {"phantom_0.1": "phantom 0.1", "phantom_0.05": "phantom 0.05",
+              "phantom_0.01": "phantom 0.01", "ribosome70S_65_0.1": "ribosome 0.1",
+              "ribosome70S_65_0.05": "ribosome 0.05", "ribosome70S_65_0.01": "ribosome 0.01"}
+NOTE_SCRIPT = {"sr3v-x0_1 (step 3000)": "sr3v-x0_1", "x0ft 5000": "x0ft",
+               "x0ft 5000 + stage": "x0ft-ssim"}
+OURS, PEER = "sr3v-x0ft-ssim_1", "supervised-large-2x-ssim"
+
+
+def lever_rows(path: Path) -> tuple[dict, dict[str, dict]]:
+    """A lever file's settings and its rows under ``x0ft_levers.py``'s names."""
+    data = json.loads(path.read_text())
+    rows = {NOTE_SCRIPT.get(name, name): row for name, row in data["rows"].items()}
+    settings = {"sr3_loss": data.get("sr3_loss", "l1"),
+                "sr3_steps": data.get("sr3_steps", data.get("sr3_step")),
+                "finetune_steps": data["finetune_steps"]}
+    return settings, rows
+
+
+def reference_rows(folder: str) -> tuple[dict, dict]:
+    """Seed 0 of ``sr3v-x0ft-ssim_1`` (its file's rows) and of ``supervised-large-2x-ssim``."""
+    ours = json.loads((RESULTS / "cpu_small_cpu_x0ft_ssim" / folder / "x0ft_rows.json"
+                       ).read_text())["rows"]
+    peer = {row["method"]: row for row in json.loads(
+        (RESULTS / "cpu_small_lease_h200" / folder / "slarge2x" / "results.json").read_text())}
+    return ours, peer
+
+
+def gap(row: dict, other: dict) -> str:
+    mean, sem = paired_difference(torch.tensor(row["psnr_per_image"]),
+                                  torch.tensor(other["psnr_per_image"]))
+    return f"{mean:+.3f} ± {sem:.3f}"
+
+
+def check_pairing(path: Path, rows: dict, ours: dict) -> str:
+    """``"yes"`` when the file's raw particles equal the committed rows'; ``"no row"`` when it
+    has none (the note script's files); a mismatch stops the table."""
+    if "noisy" not in rows:
+        return "no row"
+    difference = (torch.tensor(rows["noisy"]["psnr_per_image"])
+                  - torch.tensor(ours["noisy"]["psnr_per_image"])).abs().max()
+    if difference > 1e-3:
+        raise SystemExit(f"{path}: other raw particles than the committed x0ft rows'")
+    return "yes"
+
+
+def cell(row: dict) -> str:
+    return f"{row['psnr']:.3f} / {row['ssim']:.4f}"
+
+
+def table() -> list[str]:
+    lines = ["| condition | SR3 loss | SR3 steps + fine-tuning | SR3 readout | fine-tuned | "
+             f"+ SSIM stage | − `{OURS}` (seed 0) | − `{PEER}` (seed 0) | raw particles "
+             "checked |", "|---|---|---|---|---|---|---|---|---|"]
+    for folder, label in CONDITIONS.items():
+        files = sorted((LEVERS / folder).glob("*.json"))
+        if not files:
+            continue
+        ours, peer = reference_rows(folder)
+        lines.append(f"| {label} | l1 | 4000 + 4000 (`{OURS}`) | {cell(ours['sr3v-x0_1'])} | "
+                     f"{cell(ours['sr3v-x0ft_1'])} | {cell(ours[OURS])} | 0 | "
+                     f"{gap(ours[OURS], peer[PEER])} | yes |")
+        for path in files:
+            settings, rows = lever_rows(path)
+            staged = rows["x0ft-ssim"]
+            lines.append(
+                f"| {label} | {settings['sr3_loss']} | {settings['sr3_steps']} + "
+                f"{settings['finetune_steps']} ([{path.name}]({folder}/{path.name})) | "
+                f"{cell(rows['sr3v-x0_1'])} | {cell(rows['x0ft'])} | {cell(staged)} | "
+                f"{gap(staged, ours[OURS])} | {gap(staged, peer[PEER])} | "
+                f"{check_pairing(path, rows, ours)} |")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else LEVERS / "table.md"
+    header = ["# Levers on `sr3v-x0ft-ssim_1` within its budget (`cpu-small`, training seed 0)",
+              "", f"Written by `python benchmarks/x0ft_levers_table.py {out}` from the "
+              "`x0ft_levers.py` files beside it. PSNR (dB) / SSIM, 128 test particles; gaps "
+              "of the staged network paired image by image (± SE over images). Every row "
+              "trains 8,000 steps (SR3 + fine-tuning) and the 400-step SSIM stage; one "
+              "training seed, so a gap within the rows' seed SD (≤ 0.021 dB, "
+              "docs/benchmarks.md section 10) says nothing.", ""]
+    out.write_text("\n".join(header + table()) + "\n")
+    print(out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -46,11 +46,10 @@ from cryodiff.benchmark.post_cache import training_particles
 from cryodiff.denoise import load_denoiser
 from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import write_json_atomic
-from cryodiff.metrics import psnr, ssim
 from cryodiff.training.config import with_overrides
 from cryodiff.training.loop import device_label, select_device
 from cryodiff.training.x0_finetune import SSIM_WEIGHT, finetune_x0, ssim_stage_recipe, x0ft_recipe
-from x0ft_rows import train_sr3_alone
+from x0ft_rows import scores, train_sr3_alone
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -64,12 +63,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--from-step", type=int, default=None,
                         help="SR3 checkpoint step the fine-tuning starts from (default: last)")
     return parser.parse_args(argv)
-
-
-def scores(images: torch.Tensor, target: torch.Tensor) -> dict:
-    per_image, ssim_per_image = psnr(images.cpu().double(), target), ssim(images.cpu(), target)
-    return {"psnr": float(per_image.mean()), "ssim": float(ssim_per_image.mean()),
-            "psnr_per_image": per_image.tolist(), "ssim_per_image": ssim_per_image.tolist()}
 
 
 def main(argv: list[str]) -> int:

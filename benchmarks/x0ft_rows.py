@@ -77,6 +77,15 @@ def train_sr3_alone(condition, config, run_dir: Path,
     return train_config.device
 
 
+def scores(images: torch.Tensor, target: torch.Tensor) -> dict:
+    """PSNR (dB) and SSIM of ``images`` (on any device) against ``target``: the means and the
+    per-image values, for pairing with another file's rows of the same particles."""
+    images = images.cpu()
+    per_image, ssim_per_image = psnr(images.double(), target), ssim(images, target)
+    return {"psnr": float(per_image.mean()), "ssim": float(ssim_per_image.mean()),
+            "psnr_per_image": per_image.tolist(), "ssim_per_image": ssim_per_image.tolist()}
+
+
 def main(argv: list[str]) -> int:
     map_spec, snr, pixel, run_dir, out = argv[0], float(argv[1]), argv[2], Path(argv[3]), \
         Path(argv[4])
@@ -113,12 +122,7 @@ def main(argv: list[str]) -> int:
               "ssim_stage_seconds_with_row": ssim_seconds,
               "note": tuned.note, "ssim_note": ssim_tuned.note, "rows": {}}
     for name, images in rows.items():
-        images = images.cpu()
-        per_image, ssim_per_image = psnr(images.double(), target), ssim(images, target)
-        result["rows"][name] = {"psnr": float(per_image.mean()),
-                                "ssim": float(ssim_per_image.mean()),
-                                "psnr_per_image": per_image.tolist(),
-                                "ssim_per_image": ssim_per_image.tolist()}
+        result["rows"][name] = scores(images, target)
     write_json_atomic(out, result, indent=1)  # an interrupted call leaves no half file
     print({k: (round(v["psnr"], 3), round(v["ssim"], 3)) for k, v in result["rows"].items()})
     return 0

@@ -11,7 +11,8 @@ stage. Two levers change only how that budget is spent, for one condition and tr
   every one, each 500 steps; the preset keeps the last three) and trains ``8,000 − N`` steps, so fewer diffusion steps
   and more regression steps share the same total. The learning rate is constant after the
   warm-up and the EMA ramp depends on the step only, so SR3's step-N checkpoint is what an
-  N-step SR3 run would have ended with.
+  N-step SR3 run would have ended with; ``--sr3-stops-there`` trains a new SR3 only to
+  step N (the split as one would run it).
 
 SR3 trains in ``RUN_DIR`` exactly as ``benchmarks/x0ft_rows.py`` trains it (its
 ``train_sr3_alone``: the preset's ``cpu-small`` recipe, resuming an interrupted run), with the
@@ -62,6 +63,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast there)")
     parser.add_argument("--from-step", type=int, default=None,
                         help="SR3 checkpoint step the fine-tuning starts from (default: last)")
+    parser.add_argument("--sr3-stops-there", action="store_true",
+                        help="train SR3 only up to --from-step (a new run folder; the split "
+                             "as one would run it, without SR3's unused later steps)")
     return parser.parse_args(argv)
 
 
@@ -81,6 +85,11 @@ def main(argv: list[str]) -> int:
     sr3_config = sr3_train_config(config, condition)  # every checkpoint kept, for --from-step
     sr3_config = with_overrides(sr3_config, loss=args.sr3_loss, keep_checkpoints=-(
         -sr3_config.steps // sr3_config.checkpoint_every))
+    budget_sr3_steps = sr3_config.steps  # SR3's share of sr3v-x0ft_1's budget
+    if args.sr3_stops_there:
+        if args.from_step is None:
+            raise SystemExit("x0ft_levers.py: --sr3-stops-there needs --from-step")
+        sr3_config = with_overrides(sr3_config, steps=args.from_step)
     start = time.perf_counter()
     sr3_trained_on = train_sr3_alone(condition, config, args.run_dir, sr3_config)
     sr3_seconds = time.perf_counter() - start
@@ -90,7 +99,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"{checkpoint}: no SR3 checkpoint at step {from_step}")
     denoiser = load_denoiser(checkpoint, device)
     base = x0ft_recipe(train_config_for(config, condition))
-    budget = sr3_config.steps + base.steps  # what SR3 + fine-tuning spend in sr3v-x0ft_1
+    budget = budget_sr3_steps + base.steps  # what SR3 + fine-tuning spend in sr3v-x0ft_1
     recipe = dataclasses.replace(base, steps=budget - from_step)
     m = training_particles(config, condition)
     noisy_train, clean_train = condition.train.noisy[:m], condition.train.clean_ctf[:m]

@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 
 from cryodiff.errors import CryodiffError
 from cryodiff.training.data import PairedStackData
+from cryodiff.training.checkpoint import load_checkpoint
 from cryodiff.training.loop import device_label, ema_decay_at, select_device, train
 from training_helpers import blob_pairs, tiny_config
 
@@ -40,6 +41,20 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     elapsed = [row["elapsed_s"] for row in rows]
     assert [row["step"] for row in rows] == [1, 2, 3, 4, 5, 6]
     assert all(later > earlier for earlier, later in zip(elapsed, elapsed[1:]))
+
+
+def test_a_shorter_run_ends_where_a_longer_run_is_at_that_step(tmp_path):
+    # The learning rate and the EMA ramp depend on the step only, never on the total: an
+    # N-step run is the first N steps of a longer one (x0ft_levers.py --sr3-stops-there).
+    data = PairedStackData(*blob_pairs(40, 16), tiny_config())
+    short = train(tiny_config(steps=3, val_every=100), tmp_path / "short", data, progress=False)
+    train(tiny_config(steps=6, val_every=100), tmp_path / "long", data, progress=False)
+    at_3 = load_checkpoint(tmp_path / "long" / "checkpoints" / "step_00000003.pt")
+    for name, tensor in short.model.state_dict().items():
+        assert torch.equal(tensor, at_3["model"][name]), name
+    for name, tensor in short.ema.state_dict().items():
+        assert torch.equal(tensor, at_3["ema"][name]), name
+    assert _losses(tmp_path / "short") == _losses(tmp_path / "long")[:3]
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):

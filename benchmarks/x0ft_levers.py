@@ -66,7 +66,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sr3-stops-there", action="store_true",
                         help="train SR3 only up to --from-step (a new run folder; the split "
                              "as one would run it, without SR3's unused later steps)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.sr3_stops_there and args.from_step is None:  # before the data are simulated
+        parser.error("--sr3-stops-there needs --from-step")
+    return args
 
 
 def main(argv: list[str]) -> int:
@@ -87,8 +90,6 @@ def main(argv: list[str]) -> int:
         -sr3_config.steps // sr3_config.checkpoint_every))
     budget_sr3_steps = sr3_config.steps  # SR3's share of sr3v-x0ft_1's budget
     if args.sr3_stops_there:
-        if args.from_step is None:
-            raise SystemExit("x0ft_levers.py: --sr3-stops-there needs --from-step")
         sr3_config = with_overrides(sr3_config, steps=args.from_step)
     start = time.perf_counter()
     sr3_trained_on = train_sr3_alone(condition, config, args.run_dir, sr3_config)

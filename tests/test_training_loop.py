@@ -11,8 +11,8 @@ import torch
 import torch.multiprocessing as mp
 
 from cryodiff.errors import CryodiffError
-from cryodiff.training.data import PairedStackData
 from cryodiff.training.checkpoint import load_checkpoint
+from cryodiff.training.data import PairedStackData
 from cryodiff.training.loop import device_label, ema_decay_at, select_device, train
 from training_helpers import blob_pairs, tiny_config
 

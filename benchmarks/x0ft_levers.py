@@ -22,7 +22,9 @@ refused (an ``x0ft_rows.py`` or benchmark run's folder of the same loss is used 
 x0ft_recipe`, :func:`~cryodiff.baselines.regression.ssim_stage_recipe`) with only the step
 count changed. Scores the SR3 readout, the fine-tuned and the staged network on the
 ``n_test_2d`` test particles (PSNR dB, SSIM, both per image, for pairing with the committed
-rows of the same particles; the raw particles' row checks the pairing) and writes JSON.
+rows of the same particles; the raw particles' row checks the pairing) and writes JSON. The
+fine-tuned and the staged networks' weights are kept in ``RUN_DIR/x0ft_levers_from<N>.pt``
+(keys ``x0ft``, ``x0ft-ssim``) for other readouts of them (``readout_draws.py``).
 
 ``OMP_NUM_THREADS=1 python benchmarks/x0ft_levers.py phantom 0.1 none runs/lever_ph out.json
 --sr3-loss l2 [--from-step 3000] [--seed 0] [--device cuda]`` (MAP SNR PIXEL_SIZE|none
@@ -46,7 +48,7 @@ from cryodiff.benchmark.methods import one_pass_row, sr3_train_config, train_con
 from cryodiff.benchmark.post_cache import training_particles
 from cryodiff.denoise import load_denoiser
 from cryodiff.errors import CryodiffError
-from cryodiff.io.atomic import write_json_atomic
+from cryodiff.io.atomic import atomic_path, write_json_atomic
 from cryodiff.training.config import with_overrides
 from cryodiff.training.loop import device_label, select_device
 from cryodiff.training.x0_finetune import SSIM_WEIGHT, finetune_x0, ssim_stage_recipe, x0ft_recipe
@@ -110,6 +112,9 @@ def main(argv: list[str]) -> int:
     staged = finetune_x0(denoiser, noisy_train, clean_train, ssim_stage_recipe(base),
                          ssim_weight=SSIM_WEIGHT, start=tuned)
     stage_seconds = time.perf_counter() - start - finetune_seconds
+    with atomic_path(args.run_dir / f"x0ft_levers_from{from_step}.pt") as kept:
+        torch.save({name: {k: v.cpu() for k, v in net.state_dict().items()}  # other readouts
+                    for name, net in (("x0ft", tuned), ("x0ft-ssim", staged))}, kept)
     n = config.n_test_2d
     noisy, target = condition.test.noisy[:n], condition.test.clean_ctf[:n]
     result = {"command": "python benchmarks/x0ft_levers.py " + " ".join(argv),

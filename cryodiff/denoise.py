@@ -277,7 +277,7 @@ def denoise_posterior_mean(denoiser: Denoiser, images: torch.Tensor, *,
 
 @torch.no_grad()
 def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
-                batch_size: int = 256) -> torch.Tensor:
+                batch_size: int = 256, draws: int = 1) -> torch.Tensor:
     """x̂₀ of the first reverse step from ``y_T ~ N(0, I)`` for ``noisy (N, L, L)``; raw units.
 
     One network evaluation at the schedule's noisiest level ``γ̄_T``. With an exact model this
@@ -285,10 +285,16 @@ def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
     (``prediction="v"``) gives it directly, ``√γ̄_T·y_T − √(1−γ̄_T)·v̂`` (there ``v ≈ −y₀``);
     an ε-model's ``(y_T − √(1−γ̄_T)·ε̂) / √γ̄_T`` divides its error by ``√γ̄_T`` (≈ 150× for
     SR3's schedule). ``y_T`` is drawn as the first step of the sampler draws it, per batch.
+    ``draws`` > 1 averages the x̂₀ of that many ``y_T`` drawn one after another from the
+    batch's generator (the first is the one ``draws = 1`` uses): ``y_T`` carries almost no
+    signal at ``γ̄_T``, so the average removes the part of the output that a trained network
+    still takes from the noise it starts from, at ``draws`` passes per image.
     """
     from cryodiff.diffusion import predict_y0_from_eps, y0_from_v
     from cryodiff.threads import adapt_threads
 
+    if draws < 1:
+        raise CryodiffError(f"draws must be at least 1, got {draws}")
     norm, device = denoiser.normalisation, next(denoiser.model.parameters()).device
     sqrt_gamma = denoiser.schedule.noisiest_level
     v_model = denoiser.config.model.prediction == "v"
@@ -297,14 +303,18 @@ def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
         condition = norm.condition(noisy[start:start + batch_size].float())[:, None].to(device)
         adapt_threads(condition.device)
         generator = generator_for(seed, number, device=device)
-        y_t = torch.randn(condition.shape, generator=generator, device=generator.device,
-                          dtype=condition.dtype).to(condition.device)
         level = condition.new_full((len(condition),), sqrt_gamma)
-        if v_model:
-            y0 = y0_from_v(y_t, denoiser.model(y_t, condition, level, raw=True), level)
-        else:
-            y0 = predict_y0_from_eps(y_t, denoiser.model(y_t, condition, level).to(y_t.dtype),
-                                     level)
+        total = None
+        for _ in range(draws):
+            y_t = torch.randn(condition.shape, generator=generator, device=generator.device,
+                              dtype=condition.dtype).to(condition.device)
+            if v_model:
+                y0 = y0_from_v(y_t, denoiser.model(y_t, condition, level, raw=True), level)
+            else:
+                y0 = predict_y0_from_eps(y_t, denoiser.model(y_t, condition, level)
+                                         .to(y_t.dtype), level)
+            total = y0 if total is None else total + y0
+        y0 = total if draws == 1 else total / draws
         out.append(norm.denormalise(y0[:, 0]).cpu())
     return torch.cat(out)
 
@@ -330,11 +340,12 @@ def check_x0ft(denoiser: Denoiser) -> None:
 
 def denoise_one_pass(denoiser: Denoiser, images: torch.Tensor, *, self_ensemble: bool = True,
                      batch_size: int = 64, seed: int = 0, match_scale: bool = False,
-                     finetuned: bool = False) -> DenoiseResult:
+                     finetuned: bool = False, draws: int = 1) -> DenoiseResult:
     """``x0`` of ``images (N, L, L)`` (raw units): a v-predicting model's :func:`one_pass_x0`,
     through the dihedral self-ensemble (8 passes) when ``self_ensemble``; no std.
     ``match_scale`` as in :func:`denoise_with`. ``finetuned``: ``x0ft``, the same readout of
-    the checkpoint's fine-tuned network (``cryodiff train --x0-finetune``). Raises
+    the checkpoint's fine-tuned network (``cryodiff train --x0-finetune``). ``draws``: the
+    readout averaged over that many starting noises per view (:func:`one_pass_x0`). Raises
     :class:`CryodiffError` for an ε-predicting checkpoint (``cryodiff train --prediction v``
     trains one that fits) or, with ``finetuned``, one without that network."""
     from cryodiff.self_ensemble import self_ensemble as dihedral_mean
@@ -345,7 +356,7 @@ def denoise_one_pass(denoiser: Denoiser, images: torch.Tensor, *, self_ensemble:
         denoiser = dataclasses.replace(denoiser, model=denoiser.x0_model)
 
     def x0(x: torch.Tensor) -> torch.Tensor:
-        return one_pass_x0(denoiser, x, seed=seed, batch_size=batch_size)
+        return one_pass_x0(denoiser, x, seed=seed, batch_size=batch_size, draws=draws)
 
     def denoise(x: torch.Tensor) -> DenoiseResult:
         return DenoiseResult(dihedral_mean(x0, x) if self_ensemble else x0(x), None)

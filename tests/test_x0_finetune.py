@@ -339,3 +339,47 @@ def test_cli_train_x0_finetune_and_denoise_x0ft(tmp_path, capsys):
     ckpt.save_checkpoint(file, broken)
     with pytest.raises(CryodiffError, match="x0_finetune entry is damaged"):
         load_denoiser(run)
+
+
+def test_more_draws_average_the_readouts_of_successive_starting_noises(v_denoiser):
+    from cryodiff.denoise import denoise_one_pass, one_pass_x0
+    from cryodiff.diffusion import y0_from_v
+    from cryodiff.training.data import generator_for
+    from training_helpers import blob_pairs
+
+    noisy, _ = blob_pairs(6, 16, seed=11)
+    norm = v_denoiser.normalisation
+    condition = norm.condition(noisy.float())[:, None]
+    level = condition.new_full((len(condition),), v_denoiser.schedule.noisiest_level)
+    generator = generator_for(3, 0)  # seed 3, the first (only) batch
+    passes = []
+    with torch.no_grad():
+        for _ in range(3):
+            y_t = torch.randn(condition.shape, generator=generator)
+            passes.append(norm.denormalise(
+                y0_from_v(y_t, v_denoiser.model(y_t, condition, level, raw=True), level)[:, 0]))
+    torch.testing.assert_close(one_pass_x0(v_denoiser, noisy, seed=3, draws=3),
+                               torch.stack(passes).mean(0))
+    # one draw is the readout as it always was (the first of the three)
+    torch.testing.assert_close(one_pass_x0(v_denoiser, noisy, seed=3), passes[0])
+    torch.testing.assert_close(
+        denoise_one_pass(v_denoiser, noisy, seed=3, draws=3, self_ensemble=False).mean,
+        one_pass_x0(v_denoiser, noisy, seed=3, draws=3))
+    with pytest.raises(CryodiffError, match="draws must be at least 1"):
+        one_pass_x0(v_denoiser, noisy, draws=0)
+
+
+def test_more_draws_shrink_what_the_readout_takes_from_its_starting_noise(v_denoiser):
+    from cryodiff.denoise import one_pass_x0
+    from training_helpers import blob_pairs
+
+    noisy, _ = blob_pairs(32, 16, seed=12)
+
+    def seed_spread(draws: int) -> float:  # two starting-noise seeds, same particles
+        return _mse(one_pass_x0(v_denoiser, noisy, seed=0, draws=draws),
+                    one_pass_x0(v_denoiser, noisy, seed=1, draws=draws))
+
+    one, sixteen = seed_spread(1), seed_spread(16)
+    assert one > 0  # the briefly trained network still listens to y_T
+    # independent draws: the spread of a 16-draw mean is 1/16 of one draw's (up to sampling)
+    assert sixteen < one / 8

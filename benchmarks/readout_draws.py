@@ -9,7 +9,7 @@ removes; a regression U-Net without a noise input has nothing to average. If the
 error that the starting noise makes.
 
 Reads the networks ``x0ft_levers.py`` kept (``RUN_DIR/x0ft_levers_from<N>.pt``) on SR3's
-step-``N`` checkpoint in ``RUN_DIR``, rebuilds the condition's test particles as the benchmark
+step-``N`` checkpoint in ``RUN_DIR`` (or that SR3 itself, ``sr3v-x0_1``), rebuilds the condition's test particles as the benchmark
 does and scores each network's readout (with the dihedral self-ensemble, as every one-pass
 row) for each ``K`` on the ``n_test_2d`` test particles: PSNR (dB), SSIM, both per image. The
 ``K = 1`` readout must equal the ``x0ft_levers.py`` file's row (``--check FILE``, to 10⁻⁶
@@ -42,7 +42,7 @@ from cryodiff.self_ensemble import self_ensemble
 from x0ft_levers_table import reference_rows
 from x0ft_rows import scores
 
-NETWORKS = ("x0ft", "x0ft-ssim")
+NETWORKS = ("sr3v-x0_1", "x0ft", "x0ft-ssim")  # SR3 itself, the fine-tuned, the staged
 PEER = "supervised-large-2x-ssim"
 
 
@@ -103,8 +103,10 @@ def main(argv: list[str]) -> int:
     result = {"command": "python benchmarks/readout_draws.py " + " ".join(argv),
               "training_seed": args.seed, "device": "cpu", "rows": {}, "gaps": {}}
     for name in args.networks:
-        network = SR3UNet(denoiser.config.model)
-        network.load_state_dict(kept[name])
+        network = denoiser.model
+        if name != "sr3v-x0_1":
+            network = SR3UNet(denoiser.config.model)
+            network.load_state_dict(kept[name])
         read = dataclasses.replace(denoiser, model=network.eval())
         single = None
         for draws in args.draws:

@@ -9,9 +9,10 @@ removes; a regression U-Net without a noise input has nothing to average. If the
 error that the starting noise makes.
 
 Reads the networks ``x0ft_levers.py`` kept (``RUN_DIR/x0ft_levers_from<N>.pt``) on SR3's
-step-``N`` checkpoint in ``RUN_DIR`` (or that SR3 itself, ``sr3v-x0_1``), rebuilds the condition's test particles as the benchmark
-does and scores each network's readout (with the dihedral self-ensemble, as every one-pass
-row) for each ``K`` on the ``n_test_2d`` test particles: PSNR (dB), SSIM, both per image. The
+step-``N`` checkpoint in ``RUN_DIR`` (or that SR3 itself, ``sr3v-x0_1``), rebuilds the
+condition's test particles as the benchmark does and scores each network's readout (with the
+dihedral self-ensemble, as every one-pass row) for each ``K`` on the ``n_test_2d`` test
+particles: PSNR (dB), SSIM, both per image. The
 ``K = 1`` readout must equal the ``x0ft_levers.py`` file's row (``--check FILE``, to 10⁻⁶
 dB per image). Gaps are paired over images (± SE) against ``K = 1`` and against seed 0 of
 ``supervised-large-2x-ssim`` (the committed H200 run of the same particles). Nothing is

@@ -288,7 +288,8 @@ def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
     ``draws`` > 1 averages the x̂₀ of that many ``y_T`` drawn one after another from the
     batch's generator (the first is the one ``draws = 1`` uses): ``y_T`` carries almost no
     signal at ``γ̄_T``, so the average removes the part of the output that a trained network
-    still takes from the noise it starts from, at ``draws`` passes per image.
+    still takes from the noise it starts from, at ``draws`` passes per image (measured on the
+    benchmark's fine-tuned readouts: under 0.001 dB; ``docs/benchmarks.md``, section 10).
     """
     from cryodiff.diffusion import predict_y0_from_eps, y0_from_v
     from cryodiff.threads import adapt_threads

@@ -12,9 +12,8 @@ Reads the networks ``x0ft_levers.py`` kept (``RUN_DIR/x0ft_levers_from<N>.pt``) 
 step-``N`` checkpoint in ``RUN_DIR`` (or that SR3 itself, ``sr3v-x0_1``), rebuilds the
 condition's test particles as the benchmark does and scores each network's readout (with the
 dihedral self-ensemble, as every one-pass row) for each ``K`` on the ``n_test_2d`` test
-particles: PSNR (dB), SSIM, both per image. The
-``K = 1`` readout must equal the ``x0ft_levers.py`` file's row (``--check FILE``, to 10⁻⁶
-dB per image). Gaps are paired over images (± SE) against ``K = 1`` and against seed 0 of
+particles: PSNR (dB), SSIM, both per image. The ``K = 1`` readout must equal the
+``x0ft_levers.py`` file's row (``--check FILE``, to 10⁻⁶ dB per image). Gaps are paired over images (± SE) against ``K = 1`` and against seed 0 of
 ``supervised-large-2x-ssim`` (the committed H200 run of the same particles). Nothing is
 trained here.
 
@@ -73,11 +72,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def condition_folder(map_spec: str, snr: float) -> str:
-    """The results folder name of a condition, e.g. ``ribosome70S_65_0.1``."""
-    return f"{'phantom' if map_spec == 'phantom' else Path(map_spec).stem}_{snr:g}"
-
-
 def gap(row: dict, other: dict) -> list[float]:
     mean, sem = paired_difference(torch.tensor(row["psnr_per_image"]),
                                   torch.tensor(other["psnr_per_image"]))
@@ -98,7 +92,7 @@ def main(argv: list[str]) -> int:
                       weights_only=True)
     n = config.n_test_2d
     noisy, target = condition.test.noisy[:n], condition.test.clean_ctf[:n]
-    _, peer_rows = reference_rows(condition_folder(args.map, args.snr))
+    _, peer_rows = reference_rows(f"{condition.map_name}_{args.snr:g}")  # its results folder
     peer = peer_rows[PEER]
     check = json.loads(args.check.read_text())["rows"] if args.check else None
     result = {"command": "python benchmarks/readout_draws.py " + " ".join(argv),

@@ -315,7 +315,7 @@ def one_pass_x0(denoiser: Denoiser, noisy: torch.Tensor, seed: int = 0,
                 y0 = predict_y0_from_eps(y_t, denoiser.model(y_t, condition, level)
                                          .to(y_t.dtype), level)
             total = y0 if total is None else total + y0
-        y0 = total if draws == 1 else total / draws
+        y0 = total / draws  # exact for one draw
         out.append(norm.denormalise(y0[:, 0]).cpu())
     return torch.cat(out)
 

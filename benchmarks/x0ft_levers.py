@@ -12,7 +12,11 @@ stage. Two levers change only how that budget is spent, for one condition and tr
   and more regression steps share the same total. The learning rate is constant after the
   warm-up and the EMA ramp depends on the step only, so SR3's step-N checkpoint is what an
   N-step SR3 run would have ended with; ``--sr3-stops-there`` trains a new SR3 only to
-  step N (the split as one would run it).
+  step N (the split as one would run it). ``--from-step 0`` trains no SR3 at all: the
+  fine-tuning starts from SR3's initial weights (seeded as SR3's training seeds them), a
+  from-scratch regression with SR3's architecture and inputs (the noise image and level it
+  is then shown are the readout's), which separates that architecture from the diffusion
+  pre-training.
 
 SR3 trains in ``RUN_DIR`` exactly as ``benchmarks/x0ft_rows.py`` trains it (its
 ``train_sr3_alone``: the preset's ``cpu-small`` recipe, resuming an interrupted run), with the
@@ -46,11 +50,13 @@ from cryodiff.benchmark.conditions import make_condition
 from cryodiff.benchmark.config import get_preset
 from cryodiff.benchmark.methods import one_pass_row, sr3_train_config, train_config_for
 from cryodiff.benchmark.post_cache import training_particles
-from cryodiff.denoise import load_denoiser
+from cryodiff.denoise import Denoiser, load_denoiser
+from cryodiff.diffusion import make_schedule
 from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import atomic_path, write_json_atomic
-from cryodiff.training.config import with_overrides
-from cryodiff.training.loop import device_label, select_device
+from cryodiff.training.config import TrainConfig, with_overrides
+from cryodiff.training.data import Normalisation
+from cryodiff.training.loop import device_label, initial_model, select_device
 from cryodiff.training.x0_finetune import SSIM_WEIGHT, finetune_x0, ssim_stage_recipe, x0ft_recipe
 from x0ft_rows import scores, train_sr3_alone
 
@@ -71,7 +77,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.sr3_stops_there and args.from_step is None:  # before the data are simulated
         parser.error("--sr3-stops-there needs --from-step")
+    if args.from_step is not None and args.from_step < 0:
+        parser.error("--from-step must be at least 0")
     return args
+
+
+def initial_denoiser(condition, sr3_config: TrainConfig, device: str) -> Denoiser:
+    """SR3's network at step 0 (the weights :func:`cryodiff.training.loop.train` starts
+    from), with the normalisation its training pairs would give it."""
+    model = initial_model(sr3_config).to(device).eval()
+    normalisation = Normalisation.measure(condition.train.noisy.float(),
+                                          condition.train.clean_ctf.float())
+    return Denoiser(model, None, normalisation,
+                    make_schedule(sr3_config.schedule, sr3_config.timesteps),
+                    sr3_config, 0, pixel_size_A=condition.pixel_size_A)
 
 
 def main(argv: list[str]) -> int:
@@ -91,16 +110,19 @@ def main(argv: list[str]) -> int:
     sr3_config = with_overrides(sr3_config, loss=args.sr3_loss, keep_checkpoints=-(
         -sr3_config.steps // sr3_config.checkpoint_every))
     budget_sr3_steps = sr3_config.steps  # SR3's share of sr3v-x0ft_1's budget
-    if args.sr3_stops_there:
-        sr3_config = with_overrides(sr3_config, steps=args.from_step)
-    start = time.perf_counter()
-    sr3_trained_on = train_sr3_alone(condition, config, args.run_dir, sr3_config)
-    sr3_seconds = time.perf_counter() - start
     from_step = args.from_step if args.from_step is not None else sr3_config.steps
-    checkpoint = args.run_dir / "checkpoints" / f"step_{from_step:08d}.pt"
-    if not checkpoint.is_file():
-        raise SystemExit(f"{checkpoint}: no SR3 checkpoint at step {from_step}")
-    denoiser = load_denoiser(checkpoint, device)
+    start = time.perf_counter()
+    if from_step == 0:  # no diffusion training: SR3's initial weights
+        sr3_trained_on, denoiser = None, initial_denoiser(condition, sr3_config, device)
+    else:
+        if args.sr3_stops_there:
+            sr3_config = with_overrides(sr3_config, steps=from_step)
+        sr3_trained_on = train_sr3_alone(condition, config, args.run_dir, sr3_config)
+        checkpoint = args.run_dir / "checkpoints" / f"step_{from_step:08d}.pt"
+        if not checkpoint.is_file():
+            raise SystemExit(f"{checkpoint}: no SR3 checkpoint at step {from_step}")
+        denoiser = load_denoiser(checkpoint, device)
+    sr3_seconds = time.perf_counter() - start
     base = x0ft_recipe(train_config_for(config, condition))
     budget = budget_sr3_steps + base.steps  # what SR3 + fine-tuning spend in sr3v-x0ft_1
     recipe = dataclasses.replace(base, steps=budget - from_step)
@@ -112,6 +134,7 @@ def main(argv: list[str]) -> int:
     staged = finetune_x0(denoiser, noisy_train, clean_train, ssim_stage_recipe(base),
                          ssim_weight=SSIM_WEIGHT, start=tuned)
     stage_seconds = time.perf_counter() - start - finetune_seconds
+    args.run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.run_dir / f"x0ft_levers_from{from_step}.pt") as kept:
         torch.save({name: {k: v.cpu() for k, v in net.state_dict().items()}  # other readouts
                     for name, net in (("x0ft", tuned), ("x0ft-ssim", staged))}, kept)
@@ -119,7 +142,7 @@ def main(argv: list[str]) -> int:
     noisy, target = condition.test.noisy[:n], condition.test.clean_ctf[:n]
     result = {"command": "python benchmarks/x0ft_levers.py " + " ".join(argv),
               "training_seed": args.seed, "device": device_label(torch.device(device)),
-              "sr3_loss": args.sr3_loss, "sr3_trained_on": sr3_trained_on,
+              "sr3_loss": args.sr3_loss if from_step else None, "sr3_trained_on": sr3_trained_on,
               "sr3_steps": from_step, "finetune_steps": recipe.steps,
               "ssim_stage_steps": ssim_stage_recipe(base).steps,
               "sr3_training_seconds_this_call": sr3_seconds,

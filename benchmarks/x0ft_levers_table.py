@@ -37,19 +37,30 @@ def lever_rows(path: Path) -> tuple[dict, dict[str, dict]]:
     """A lever file's settings and its rows under ``x0ft_levers.py``'s names."""
     data = json.loads(path.read_text())
     rows = {NOTE_SCRIPT.get(name, name): row for name, row in data["rows"].items()}
-    settings = {"sr3_loss": data.get("sr3_loss", "l1"),
+    settings = {"sr3_loss": data.get("sr3_loss", "l1") or "— (no SR3)",
                 "sr3_steps": data.get("sr3_steps", data.get("sr3_step")),
                 "finetune_steps": data["finetune_steps"]}
     return settings, rows
 
 
-def reference_rows(folder: str) -> tuple[dict, dict]:
-    """Seed 0 of ``sr3v-x0ft-ssim_1`` (its file's rows) and of ``supervised-large-2x-ssim``."""
+def reference_rows(folder: str) -> tuple[dict, dict, dict | None]:
+    """Seed 0 of ``sr3v-x0ft-ssim_1`` (its file's rows) and of ``supervised-large-2x-ssim``,
+    and the latter's row over every training seed measured (per-image PSNR averaged over the
+    H200's seed 0 and this CPU's seeds 1 and 2), None where seeds 1 and 2 are not."""
     ours = json.loads((RESULTS / "cpu_small_cpu_x0ft_ssim" / folder / "x0ft_rows.json"
                        ).read_text())["rows"]
-    peer = {row["method"]: row for row in json.loads(
-        (RESULTS / "cpu_small_lease_h200" / folder / "slarge2x" / "results.json").read_text())}
-    return ours, peer
+    seed_files = [RESULTS / "cpu_small_lease_h200" / folder / "slarge2x" / "results.json"] + [
+        RESULTS / "cpu_small_cpu_seeds" / folder / f"slarge2x_seed{s}" / "results.json"
+        for s in (1, 2)]
+    peers = [{row["method"]: row for row in json.loads(path.read_text())}
+             for path in seed_files if path.is_file()]
+    if len(peers) < len(seed_files):
+        return ours, peers[0], None
+    seed_rows = [rows[PEER] for rows in peers]
+    over_seeds = {"psnr": sum(r["psnr"] for r in seed_rows) / len(seed_rows),
+                  "psnr_per_image": torch.tensor([r["psnr_per_image"] for r in seed_rows]
+                                                 ).double().mean(0).tolist()}
+    return ours, peers[0], over_seeds
 
 
 def gap(row: dict, other: dict) -> str:
@@ -74,26 +85,35 @@ def cell(row: dict) -> str:
     return f"{row['psnr']:.3f} / {row['ssim']:.4f}"
 
 
+def readout_cell(settings: dict, rows: dict) -> str:
+    """SR3's readout at the fine-tuning's start; none for ``--from-step 0`` (no SR3 trained)."""
+    return "— (initial weights)" if settings["sr3_steps"] == 0 else cell(rows["sr3v-x0_1"])
+
+
 def table() -> list[str]:
     lines = ["| condition | SR3 loss | SR3 steps + fine-tuning | SR3 readout | fine-tuned | "
-             f"+ SSIM stage | − `{OURS}` (seed 0) | − `{PEER}` (seed 0) | raw particles "
-             "checked |", "|---|---|---|---|---|---|---|---|---|"]
+             f"+ SSIM stage | − `{OURS}` (seed 0) | − `{PEER}` (seed 0) | − `{PEER}` (mean "
+             "of seeds 0–2) | raw particles checked |", "|---|---|---|---|---|---|---|---|---|---|"]
     for folder, label in CONDITIONS.items():
         files = sorted((LEVERS / folder).glob("*.json"))
         if not files:
             continue
-        ours, peer = reference_rows(folder)
+        ours, peer, peer_seeds = reference_rows(folder)
+
+        def to_seeds(row: dict) -> str:
+            return "not measured" if peer_seeds is None else gap(row, peer_seeds)
+
         lines.append(f"| {label} | l1 | 4000 + 4000 (`{OURS}`) | {cell(ours['sr3v-x0_1'])} | "
                      f"{cell(ours['sr3v-x0ft_1'])} | {cell(ours[OURS])} | 0 | "
-                     f"{gap(ours[OURS], peer[PEER])} | yes |")
+                     f"{gap(ours[OURS], peer[PEER])} | {to_seeds(ours[OURS])} | yes |")
         for path in files:
             settings, rows = lever_rows(path)
             staged = rows["x0ft-ssim"]
             lines.append(
                 f"| {label} | {settings['sr3_loss']} | {settings['sr3_steps']} + "
                 f"{settings['finetune_steps']} ([{path.name}]({folder}/{path.name})) | "
-                f"{cell(rows['sr3v-x0_1'])} | {cell(rows['x0ft'])} | {cell(staged)} | "
-                f"{gap(staged, ours[OURS])} | {gap(staged, peer[PEER])} | "
+                f"{readout_cell(settings, rows)} | {cell(rows['x0ft'])} | {cell(staged)} | "
+                f"{gap(staged, ours[OURS])} | {gap(staged, peer[PEER])} | {to_seeds(staged)} | "
                 f"{check_pairing(path, rows, ours)} |")
     return lines
 

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from cryodiff.errors import CryodiffError
 from cryodiff.training.checkpoint import load_checkpoint
 from cryodiff.training.data import PairedStackData
-from cryodiff.training.loop import device_label, ema_decay_at, select_device, train
+from cryodiff.training.loop import device_label, ema_decay_at, initial_model, select_device, train
 from training_helpers import blob_pairs, tiny_config
 
 
@@ -55,6 +55,20 @@ def test_a_shorter_run_ends_where_a_longer_run_is_at_that_step(tmp_path):
     for name, tensor in short.ema.state_dict().items():
         assert torch.equal(tensor, at_3["ema"][name]), name
     assert _losses(tmp_path / "short") == _losses(tmp_path / "long")[:3]
+
+
+def test_a_run_starts_from_its_initial_model(tmp_path):
+    # x0ft_levers.py --from-step 0 fine-tunes initial_model(config): the weights train()
+    # starts from. One step at a negligible learning rate leaves them within 1e-7.
+    config = tiny_config(steps=1, lr=1e-10, checkpoint_every=1, val_every=100)
+    train(config, tmp_path / "run", PairedStackData(*blob_pairs(40, 16), config),
+          progress=False)
+    after_one_step = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000001.pt")
+    start, other_seed = initial_model(config), initial_model(tiny_config(seed=1))
+    for name, tensor in start.state_dict().items():
+        assert torch.allclose(tensor, after_one_step["model"][name], atol=1e-7), name
+    assert not all(torch.allclose(tensor, other_seed.state_dict()[name], atol=1e-3)
+                   for name, tensor in start.state_dict().items())
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):

@@ -118,6 +118,13 @@ def init_distributed(device_name: str) -> DistributedContext:
     return DistributedContext(dist.get_rank(), dist.get_world_size())
 
 
+def initial_model(config: TrainConfig) -> SR3UNet:
+    """SR3's U-Net with the weights every run of ``config`` starts from (seeded by
+    ``config.seed``; on the CPU, in train mode)."""
+    torch.manual_seed(stream_seed(config.seed, PURPOSE_INIT))
+    return SR3UNet(config.model)
+
+
 def ema_decay_at(step: int, decay: float) -> float:
     """EMA decay ramped as ``min(decay, (1 + s) / (10 + s))`` (early weights fade fast)."""
     return min(decay, (1 + step) / (10 + step))
@@ -222,8 +229,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
     schedule = make_schedule(config.schedule, config.timesteps).to(device)
     if config.simulate_on_device and isinstance(data, SimulatedData):
         data.use_device(device)
-    torch.manual_seed(stream_seed(config.seed, PURPOSE_INIT))  # same initial weights every run
-    model = SR3UNet(config.model).to(device)
+    model = initial_model(config).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval().requires_grad_(False)

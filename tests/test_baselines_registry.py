@@ -14,7 +14,8 @@ from cryodiff.training.config import get_preset, with_overrides
 # them on ("cwf-2d": CWF fitted on the 2D test images alone) or how it trains on after
 # fitting (the "-ssim" rows: the SSIM stage).
 ALIASES = {"cwf-2d": "cwf", "supervised-2x-ssim": "supervised-2x",
-           "supervised-large-2x-ssim": "supervised-large-2x"}
+           "supervised-large-2x-ssim": "supervised-large-2x",
+           "supervised-large-direct-2x-ssim": "supervised-large-direct-2x"}
 
 
 @pytest.mark.parametrize("name", list(BASELINES))
@@ -66,3 +67,35 @@ def test_trained_baseline_note_states_the_recipe_and_size():
     millions = sum(p.numel() for p in baseline.model.parameters()) / 1e6
     assert note.startswith(f"AdamW + warm-up + clip + EMA, L2, fp32, {millions:.2f} M parameters, "
                            "2 steps × 4; final training loss ")
+
+
+def test_the_direct_network_is_the_residual_one_less_its_input():
+    from cryodiff.models.postprocess import DirectUNet, PostProcessConfig, PostProcessUNet
+
+    config = PostProcessConfig(condition_channels=0, base_channels=8, channel_mults=(1, 2),
+                               image_size=16, norm_groups=4)
+    torch.manual_seed(0)
+    residual = PostProcessUNet(config).eval()
+    direct = DirectUNet(config).eval()
+    direct.load_state_dict(residual.state_dict())
+    images = torch.randn(2, 1, 16, 16)
+    assert torch.allclose(direct(images), residual(images) - images, atol=1e-6)
+    assert not torch.allclose(direct(images), residual(images), atol=1e-2)
+
+
+def test_the_direct_peer_trains_saves_and_reloads_as_a_direct_network():
+    from baselines_synthetic import make_problem
+    from cryodiff.models.postprocess import DirectUNet
+    from cryodiff.models.unet import UNetConfig
+
+    unet = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                      attention_resolutions=(), image_size=16, norm_groups=4)
+    problem = make_problem(4, 16)
+    recipe = RegressionRecipe(steps=2, batch_size=4)
+    fitted = make_baseline("supervised-large-direct-2x", recipe=recipe, unet=unet).fit(problem)
+    assert type(fitted.model) is DirectUNet
+    assert type(make_baseline("supervised-large-2x", recipe=recipe, unet=unet).fit(
+        problem).model) is not DirectUNet
+    reloaded = make_baseline("supervised-large-direct-2x").load_state(fitted.state())
+    assert type(reloaded.model) is DirectUNet
+    assert torch.equal(reloaded.denoise(problem.noisy), fitted.denoise(problem.noisy))

@@ -33,6 +33,11 @@ BASELINES: dict[str, tuple[str, str]] = {
     # ssim_stage` on the trained network).
     "supervised-2x-ssim": ("cryodiff.baselines.supervised", "SupervisedUNetLong"),
     "supervised-large-2x-ssim": ("cryodiff.baselines.supervised", "SupervisedUNetLargeLong"),
+    # The SR3-sized one with a direct output (no input skip), as SR3's one-pass x̂₀ has.
+    "supervised-large-direct-2x": ("cryodiff.baselines.supervised",
+                                   "SupervisedUNetLargeDirectLong"),
+    "supervised-large-direct-2x-ssim": ("cryodiff.baselines.supervised",
+                                        "SupervisedUNetLargeDirectLong"),
     "cwf": ("cryodiff.baselines.cwf", "CwfDenoiser"),
     # CWF fitted on the 2D test images alone (its covariance comes from the images it
     # denoises, so the row "cwf" depends on the size of the 3D test set).

@@ -218,6 +218,7 @@ class UNetRegressor:
 
     name = "unet-regressor"
     default_loss = "l2"
+    network_class: type[PostProcessUNet] = PostProcessUNet  # input + correction
 
     def __init__(self, recipe: RegressionRecipe | None = None, *,
                  config: PostProcessConfig | None = None, target: str = "clean_ctf",
@@ -260,7 +261,7 @@ class UNetRegressor:
         # Seed the weight initialisation without touching the caller's global RNG stream.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.recipe.seed)
-            network = PostProcessUNet(config).to(self.device)
+            network = self.network_class(config).to(self.device)
         inputs = ((inputs - self._shift) / self._scale).float().to(self.device)
         targets = ((targets - self._shift) / self._scale).float().to(self.device)
         result = fit_image_to_image(network, inputs, targets, self.recipe)
@@ -302,7 +303,7 @@ class UNetRegressor:
 
     def load_state(self, state: dict) -> UNetRegressor:
         """Restore a denoiser saved with :meth:`state` instead of training it again."""
-        self.model = PostProcessUNet(PostProcessConfig.from_dict(state["config"]))
+        self.model = self.network_class(PostProcessConfig.from_dict(state["config"]))
         self.model.load_state_dict(state["model"])
         self.model.to(self.device).eval().requires_grad_(False)
         if "recipe" in state:

@@ -5,7 +5,9 @@ sampling. Three variants (issue 16): ``supervised``, the post-processor's backbo
 L2 loss; ``supervised-l1``, the same with the L1 loss (a median, not the PSNR-optimal mean);
 ``supervised-large``, SR3's own U-Net shape without its noise-level and condition inputs,
 so the comparison with SR3 is at matched size. ``supervised-2x`` and ``supervised-large-2x``
-are the small and the large one under the names the benchmark trains twice as long.
+are the small and the large one under the names the benchmark trains twice as long;
+``supervised-large-direct-2x`` is the large one with a direct output (no ``input +``
+skip), as SR3's one-pass x̂₀ has.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from cryodiff.baselines.base import DenoisingData
 from cryodiff.baselines.regression import UNetRegressor
 from cryodiff.errors import CryodiffError
-from cryodiff.models.postprocess import PostProcessConfig
+from cryodiff.models.postprocess import DirectUNet, PostProcessConfig
 from cryodiff.models.unet import UNetConfig
 
 
@@ -87,3 +89,13 @@ class SupervisedUNetLargeLong(SupervisedUNetLarge):
     size at SR3's whole budget, beside which ``sr3v-x0ft`` is measured."""
 
     name = "supervised-large-2x"
+
+
+class SupervisedUNetLargeDirectLong(SupervisedUNetLargeLong):
+    """:class:`SupervisedUNetLargeLong` with a direct output: the backbone's output is the
+    estimate (:class:`~cryodiff.models.postprocess.DirectUNet`), not ``input + correction``.
+    SR3's one-pass x̂₀ is such a direct estimate, so this peer separates that output form
+    from the diffusion network's other differences (its noise input and level embedding)."""
+
+    name = "supervised-large-direct-2x"
+    network_class = DirectUNet

@@ -21,6 +21,7 @@ from cryodiff.errors import CryodiffError
 BASELINE_METHODS = ("lowpass", "wiener", "bm3d", "topaz", "noise2noise", "supervised",
                     "supervised-l1", "supervised-large", "supervised-2x",
                     "supervised-large-2x", "supervised-2x-ssim", "supervised-large-2x-ssim",
+                    "supervised-large-direct-2x", "supervised-large-direct-2x-ssim",
                     "cwf", "cwf-2d")
 # "sr3-mse": the SR3 samples refined by a post-processor trained for the mean (L2 + EMA),
 # one per step count (:mod:`cryodiff.benchmark.sr3_mse`); it needs "sr3" (the same model).
@@ -36,6 +37,7 @@ ALL_METHODS = BASELINE_METHODS + ("sr3", "sr3-mse", "sr3-pm", "sr3-x0ft", "sr3-x
 # equal-budget peer), which would double a default run's time; the lease script and the
 # commands of docs/benchmarks.md name them.
 OPT_IN_METHODS = ("supervised-large-2x", "supervised-2x-ssim", "supervised-large-2x-ssim",
+                  "supervised-large-direct-2x", "supervised-large-direct-2x-ssim",
                   "sr3-x0ft", "sr3-x0ft-ssim")
 DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m not in OPT_IN_METHODS)
 SLOW_METHODS = ("bm3d",)

@@ -37,10 +37,12 @@ from cryodiff.training.config import TrainConfig, get_preset, with_overrides
 
 TRAINED_BASELINES = ("noise2noise", "supervised", "supervised-l1", "supervised-large",
                      "supervised-2x", "supervised-large-2x", "supervised-2x-ssim",
-                     "supervised-large-2x-ssim")
+                     "supervised-large-2x-ssim", "supervised-large-direct-2x",
+                     "supervised-large-direct-2x-ssim")
 # Trained as the baseline before "-ssim", then on for its SSIM stage (the one
 # sr3-x0ft-ssim gets): the base network is the base row's own (its cache is shared).
-SSIM_STAGE_BASELINES = ("supervised-2x-ssim", "supervised-large-2x-ssim")
+SSIM_STAGE_BASELINES = ("supervised-2x-ssim", "supervised-large-2x-ssim",
+                        "supervised-large-direct-2x-ssim")
 SELF_ENSEMBLE_NOTE = "dihedral self-ensemble at test time (8 flips/rotations averaged)"
 # The benchmark settings that decide what a trained baseline learns (with the training
 # preset, in full): its cache key. Other settings may change without retraining it.

@@ -55,6 +55,11 @@ ASSUMPTIONS = {
                           f"tenth of the preset's steps more, L2 + {SSIM_WEIGHT:g} · (1 − "
                           "SSIM)): the same lever offered to the regression U-Net.",
     "supervised-large-2x-ssim": "supervised-large-2x trained on for that SSIM stage.",
+    "supervised-large-direct-2x": "as supervised-large-2x with a direct output: the "
+                                  "network's output is the estimate, not input + "
+                                  "correction (SR3's one-pass x̂₀ is direct).",
+    "supervised-large-direct-2x-ssim": "supervised-large-direct-2x trained on for that SSIM "
+                                       "stage.",
     "cwf": "the clean images share a low-rank, rotation-invariant covariance (ASPIRE "
            "DenoiserCov2D) estimated from the images it denoises (the whole 3D test set); "
            "CTF re-applied to compare with the clean_ctf target.",

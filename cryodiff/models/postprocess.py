@@ -4,7 +4,9 @@ A light U-Net without noise-level input that refines a diffusion sample: it sees
 the noisy particle and predicts a residual correction, ``refined = sample + correction``. It is
 trained on sampler outputs against clean targets, so that a few sampling steps plus this
 network approach the quality of many steps. The same backbone, called with the noisy image as
-``sample`` (or ``condition_channels=0``), is the supervised U-Net baseline.
+``sample`` (or ``condition_channels=0``), is the supervised U-Net baseline;
+:class:`DirectUNet` is that backbone without the input skip (the output is the estimate
+itself, as SR3's one-pass x̂₀ is), for the direct-output supervised baseline.
 """
 
 from __future__ import annotations
@@ -72,9 +74,22 @@ class PostProcessUNet(nn.Module):
     def forward(self, sample: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """``sample (B, image_channels, L, L)``, ``condition (B, condition_channels, L, L)``
         (``None`` when ``condition_channels == 0``) → refined ``(B, image_channels, L, L)``."""
+        return sample + self.correction(sample, condition)
+
+    def correction(self, sample: torch.Tensor, condition: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+        """The backbone's output for ``sample`` and ``condition`` (shapes as :meth:`forward`)."""
         if (condition is None) != (self.config.condition_channels == 0):
             given = "none" if condition is None else "one"
-            raise ValueError(f"PostProcessUNet with condition_channels="
+            raise ValueError(f"{type(self).__name__} with condition_channels="
                              f"{self.config.condition_channels} was given {given}")
         inputs = sample if condition is None else torch.cat([condition, sample], dim=1)
-        return sample + self.backbone(inputs)
+        return self.backbone(inputs)
+
+
+class DirectUNet(PostProcessUNet):
+    """:class:`PostProcessUNet` without the input skip: ``(sample, condition) -> estimate``,
+    the backbone's output itself (the same weights and shapes)."""
+
+    def forward(self, sample: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        return self.correction(sample, condition)

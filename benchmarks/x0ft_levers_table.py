@@ -6,9 +6,12 @@ two files of the twentieth session's note script, which ran the same computation
 ``x0ft 5000 + stage``, are read under those names) it writes PSNR (dB) / SSIM of the SR3
 readout, the fine-tuned and the staged network, and the staged network's paired gaps (± SE
 over images) to seed 0 of ``sr3v-x0ft-ssim_1`` (``cpu_small_cpu_x0ft_ssim/<condition>/
-x0ft_rows.json``, the same training seed) and to seed 0 of ``supervised-large-2x-ssim`` (the
-H200 lease's run). A file with the raw particles' row must match the committed rows' raw
-particles image by image (to 10⁻³ dB). Nothing is trained here.
+x0ft_rows.json``, the same training seed), to seed 0 of ``supervised-large-2x-ssim`` (the
+H200 lease's run) and to its mean over seeds 0–2 where this CPU's seeds 1 and 2 exist
+(``cpu_small_cpu_seeds``), and to seed 0 of ``supervised-large-direct-2x-ssim`` (this CPU,
+``cpu_small_cpu_seeds/<condition>/sldirect2x_seed0``) where it was run. A file with the raw
+particles' row must match the committed rows' raw particles image by image (to 10⁻³ dB).
+Nothing is trained here.
 
 ``python benchmarks/x0ft_levers_table.py benchmarks/results/cpu_small_x0ft_levers/table.md``
 """
@@ -31,6 +34,7 @@ CONDITIONS = {"phantom_0.1": "phantom 0.1", "phantom_0.05": "phantom 0.05",
 NOTE_SCRIPT = {"sr3v-x0_1 (step 3000)": "sr3v-x0_1", "x0ft 5000": "x0ft",
                "x0ft 5000 + stage": "x0ft-ssim"}
 OURS, PEER = "sr3v-x0ft-ssim_1", "supervised-large-2x-ssim"
+DIRECT = "supervised-large-direct-2x-ssim"  # the SR3-sized peer with a direct output
 
 
 def lever_rows(path: Path) -> tuple[dict, dict[str, dict]]:
@@ -63,6 +67,14 @@ def reference_rows(folder: str) -> tuple[dict, dict, dict | None]:
     return ours, peers[0], over_seeds
 
 
+def direct_peer(folder: str) -> dict | None:
+    """Seed 0 of ``supervised-large-direct-2x-ssim`` (this CPU), None where not measured."""
+    path = RESULTS / "cpu_small_cpu_seeds" / folder / "sldirect2x_seed0" / "results.json"
+    if not path.is_file():
+        return None
+    return {row["method"]: row for row in json.loads(path.read_text())}[DIRECT]
+
+
 def gap(row: dict, other: dict) -> str:
     mean, sem = paired_difference(torch.tensor(row["psnr_per_image"]),
                                   torch.tensor(other["psnr_per_image"]))
@@ -93,28 +105,35 @@ def readout_cell(settings: dict, rows: dict) -> str:
 def table() -> list[str]:
     lines = ["| condition | SR3 loss | SR3 steps + fine-tuning | SR3 readout | fine-tuned | "
              f"+ SSIM stage | − `{OURS}` (seed 0) | − `{PEER}` (seed 0) | − `{PEER}` (mean "
-             "of seeds 0–2) | raw particles checked |", "|---|---|---|---|---|---|---|---|---|---|"]
+             f"of seeds 0–2) | − `{DIRECT}` (seed 0) | raw particles checked |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for folder, label in CONDITIONS.items():
         files = sorted((LEVERS / folder).glob("*.json"))
         if not files:
             continue
         ours, peer, peer_seeds = reference_rows(folder)
+        direct = direct_peer(folder)
 
         def to_seeds(row: dict) -> str:
             return "not measured" if peer_seeds is None else gap(row, peer_seeds)
 
+        def to_direct(row: dict) -> str:
+            return "not measured" if direct is None else gap(row, direct)
+
         lines.append(f"| {label} | l1 | 4000 + 4000 (`{OURS}`) | {cell(ours['sr3v-x0_1'])} | "
                      f"{cell(ours['sr3v-x0ft_1'])} | {cell(ours[OURS])} | 0 | "
-                     f"{gap(ours[OURS], peer[PEER])} | {to_seeds(ours[OURS])} | yes |")
-        for path in files:
-            settings, rows = lever_rows(path)
+                     f"{gap(ours[OURS], peer[PEER])} | {to_seeds(ours[OURS])} | "
+                     f"{to_direct(ours[OURS])} | yes |")
+        levers = sorted(((path, *lever_rows(path)) for path in files),
+                        key=lambda lever: (lever[1]["sr3_steps"], lever[1]["sr3_loss"]))
+        for path, settings, rows in levers:
             staged = rows["x0ft-ssim"]
             lines.append(
                 f"| {label} | {settings['sr3_loss']} | {settings['sr3_steps']} + "
                 f"{settings['finetune_steps']} ([{path.name}]({folder}/{path.name})) | "
                 f"{readout_cell(settings, rows)} | {cell(rows['x0ft'])} | {cell(staged)} | "
                 f"{gap(staged, ours[OURS])} | {gap(staged, peer[PEER])} | {to_seeds(staged)} | "
-                f"{check_pairing(path, rows, ours)} |")
+                f"{to_direct(staged)} | {check_pairing(path, rows, ours)} |")
     return lines
 
 
@@ -123,7 +142,12 @@ def main(argv: list[str]) -> int:
     header = ["# Levers on `sr3v-x0ft-ssim_1` within its budget (`cpu-small`, training seed 0)",
               "", f"Written by `python benchmarks/x0ft_levers_table.py {out}` from the "
               "`x0ft_levers.py` files beside it. PSNR (dB) / SSIM, 128 test particles; gaps "
-              "of the staged network paired image by image (± SE over images). Every row "
+              "of the staged network paired image by image (± SE over images), against the "
+              "three-seed mean of the SR3-sized U-Net by its per-image PSNR averaged over the "
+              "seeds (seed 0 from an H200, seeds 1 and 2 from this CPU), and against its "
+              "direct-output twin's seed 0 (this CPU) where measured. A 0 + 8000 row "
+              "fine-tunes SR3's initial weights (`--from-step 0`): no diffusion training. "
+              "Every row "
               "trains 8,000 steps (SR3 + fine-tuning) and the 400-step SSIM stage; one "
               "training seed, so a gap within the rows' seed SD (≤ 0.021 dB, "
               "docs/benchmarks.md section 10) says nothing.", ""]

@@ -252,8 +252,9 @@ def _budget(config: BenchmarkConfig, results) -> list[str]:
         f"sr3+pp rows) keeps the paper's plain AdamW with L1, no warm-up, clipping or EMA. "
         f"The sr3-pm post-processor trains like a regression U-Net ({t.steps} steps × batch "
         f"{t.batch_size}) on top of SR3, and so does the sr3-x0ft fine-tuning of SR3's own "
-        f"network; supervised-2x and supervised-large-2x train {2 * t.steps} steps, the same "
-        f"total. The SSIM stage (sr3-x0ft-ssim, supervised-2x-ssim, supervised-large-2x-ssim) "
+        f"network; supervised-2x, supervised-large-2x and supervised-large-direct-2x train "
+        f"{2 * t.steps} steps, the same total. The SSIM stage (sr3-x0ft-ssim and the "
+        f"supervised-*-2x-ssim rows) "
         f"trains each of those networks on for {max(1, t.steps // 10)} more steps with L2 + "
         f"{SSIM_WEIGHT:g} · (1 − SSIM). No network gets the CTF as an input (Wiener and CWF "
         f"do).",

@@ -13,7 +13,8 @@ step-``N`` checkpoint in ``RUN_DIR`` (or that SR3 itself, ``sr3v-x0_1``), rebuil
 condition's test particles as the benchmark does and scores each network's readout (with the
 dihedral self-ensemble, as every one-pass row) for each ``K`` on the ``n_test_2d`` test
 particles: PSNR (dB), SSIM, both per image. The ``K = 1`` readout must equal the
-``x0ft_levers.py`` file's row (``--check FILE``, to 10⁻⁶ dB per image). Gaps are paired over images (± SE) against ``K = 1`` and against seed 0 of
+``x0ft_levers.py`` file's row (``--check FILE``, to 10⁻⁶ dB per image). Gaps are paired over
+images (± SE) against ``K = 1`` and against seed 0 of
 ``supervised-large-2x-ssim`` (the committed H200 run of the same particles). Nothing is
 trained here.
 
@@ -92,7 +93,7 @@ def main(argv: list[str]) -> int:
                       weights_only=True)
     n = config.n_test_2d
     noisy, target = condition.test.noisy[:n], condition.test.clean_ctf[:n]
-    _, peer_rows = reference_rows(f"{condition.map_name}_{args.snr:g}")  # its results folder
+    _, peer_rows, _ = reference_rows(f"{condition.map_name}_{args.snr:g}")  # its results folder
     peer = peer_rows[PEER]
     check = json.loads(args.check.read_text())["rows"] if args.check else None
     result = {"command": "python benchmarks/readout_draws.py " + " ".join(argv),

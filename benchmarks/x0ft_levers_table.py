@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from cryodiff.benchmark.evaluate import paired_difference
+from x0ft_table import summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LEVERS = RESULTS / "cpu_small_x0ft_levers"
@@ -56,15 +57,11 @@ def reference_rows(folder: str) -> tuple[dict, dict, dict | None]:
     seed_files = [RESULTS / "cpu_small_lease_h200" / folder / "slarge2x" / "results.json"] + [
         RESULTS / "cpu_small_cpu_seeds" / folder / f"slarge2x_seed{s}" / "results.json"
         for s in (1, 2)]
-    peers = [{row["method"]: row for row in json.loads(path.read_text())}
-             for path in seed_files if path.is_file()]
+    peers = [method_rows(path) for path in seed_files if path.is_file()]
     if len(peers) < len(seed_files):
         return ours, peers[0], None
-    seed_rows = [rows[PEER] for rows in peers]
-    over_seeds = {"psnr": sum(r["psnr"] for r in seed_rows) / len(seed_rows),
-                  "psnr_per_image": torch.tensor([r["psnr_per_image"] for r in seed_rows]
-                                                 ).double().mean(0).tolist()}
-    return ours, peers[0], over_seeds
+    over_seeds = summary([rows[PEER] for rows in peers])["per_image"]
+    return ours, peers[0], {"psnr_per_image": over_seeds.tolist()}
 
 
 def direct_peer(folder: str) -> dict | None:
@@ -72,7 +69,12 @@ def direct_peer(folder: str) -> dict | None:
     path = RESULTS / "cpu_small_cpu_seeds" / folder / "sldirect2x_seed0" / "results.json"
     if not path.is_file():
         return None
-    return {row["method"]: row for row in json.loads(path.read_text())}[DIRECT]
+    return method_rows(path)[DIRECT]
+
+
+def method_rows(results: Path) -> dict[str, dict]:
+    """A benchmark run's ``results.json`` rows by method."""
+    return {row["method"]: row for row in json.loads(results.read_text())}
 
 
 def gap(row: dict, other: dict) -> str:

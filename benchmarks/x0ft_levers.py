@@ -16,7 +16,13 @@ stage. Two levers change only how that budget is spent, for one condition and tr
   fine-tuning starts from SR3's initial weights (seeded as SR3's training seeds them), a
   from-scratch regression with SR3's architecture and inputs (the noise image and level it
   is then shown are the readout's), which separates that architecture from the diffusion
-  pre-training.
+  pre-training;
+- ``--readout-fraction F``: one network trained once, for the whole budget (8,000 steps), on
+  SR3's objective with the share ``F`` of every batch training the one-pass readout instead
+  (:func:`cryodiff.diffusion.readout_rows`; ``cryodiff train --readout-fraction``), then
+  the SSIM stage on a copy; no separate fine-tuning. The network still samples: its
+  10-step DDPM draws (one, ``sr3v_10``, and the mean of four, ``sr3v_mean4_10``, as the
+  benchmark names them) are scored beside the readout.
 
 SR3 trains in ``RUN_DIR`` exactly as ``benchmarks/x0ft_rows.py`` trains it (its
 ``train_sr3_alone``: the preset's ``cpu-small`` recipe, resuming an interrupted run), with the
@@ -50,7 +56,7 @@ from cryodiff.benchmark.conditions import make_condition
 from cryodiff.benchmark.config import get_preset
 from cryodiff.benchmark.methods import one_pass_row, sr3_train_config, train_config_for
 from cryodiff.benchmark.post_cache import training_particles
-from cryodiff.denoise import Denoiser, load_denoiser
+from cryodiff.denoise import Denoiser, denoise_images, load_denoiser
 from cryodiff.diffusion import make_schedule
 from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import atomic_path, write_json_atomic
@@ -74,11 +80,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sr3-stops-there", action="store_true",
                         help="train SR3 only up to --from-step (a new run folder; the split "
                              "as one would run it, without SR3's unused later steps)")
+    parser.add_argument("--readout-fraction", type=float, default=0.0,
+                        help="train one network for the whole budget with this share of "
+                             "every batch on the one-pass readout (no fine-tuning)")
     args = parser.parse_args(argv)
     if args.sr3_stops_there and args.from_step is None:  # before the data are simulated
         parser.error("--sr3-stops-there needs --from-step")
     if args.from_step is not None and args.from_step < 0:
         parser.error("--from-step must be at least 0")
+    if not 0 <= args.readout_fraction < 1:
+        parser.error("--readout-fraction must be in [0, 1)")
+    if args.readout_fraction and (args.from_step is not None or args.sr3_stops_there):
+        parser.error("--readout-fraction trains one network for the whole budget: no "
+                     "--from-step or --sr3-stops-there")
     return args
 
 
@@ -110,6 +124,12 @@ def main(argv: list[str]) -> int:
     sr3_config = with_overrides(sr3_config, loss=args.sr3_loss, keep_checkpoints=-(
         -sr3_config.steps // sr3_config.checkpoint_every))
     budget_sr3_steps = sr3_config.steps  # SR3's share of sr3v-x0ft_1's budget
+    base = x0ft_recipe(train_config_for(config, condition))
+    budget = budget_sr3_steps + base.steps  # what SR3 + fine-tuning spend in sr3v-x0ft_1
+    if args.readout_fraction:  # one network, trained for the whole budget
+        sr3_config = with_overrides(sr3_config, steps=budget,
+                                    readout_fraction=args.readout_fraction,
+                                    keep_checkpoints=-(-budget // sr3_config.checkpoint_every))
     from_step = args.from_step if args.from_step is not None else sr3_config.steps
     start = time.perf_counter()
     if from_step == 0:  # no diffusion training: SR3's initial weights
@@ -123,13 +143,12 @@ def main(argv: list[str]) -> int:
             raise SystemExit(f"{checkpoint}: no SR3 checkpoint at step {from_step}")
         denoiser = load_denoiser(checkpoint, device)
     sr3_seconds = time.perf_counter() - start
-    base = x0ft_recipe(train_config_for(config, condition))
-    budget = budget_sr3_steps + base.steps  # what SR3 + fine-tuning spend in sr3v-x0ft_1
     recipe = dataclasses.replace(base, steps=budget - from_step)
     m = training_particles(config, condition)
     noisy_train, clean_train = condition.train.noisy[:m], condition.train.clean_ctf[:m]
     start = time.perf_counter()
-    tuned = finetune_x0(denoiser, noisy_train, clean_train, recipe)
+    tuned = (finetune_x0(denoiser, noisy_train, clean_train, recipe) if recipe.steps
+             else denoiser.model)  # --readout-fraction: the network itself
     finetune_seconds = time.perf_counter() - start
     staged = finetune_x0(denoiser, noisy_train, clean_train, ssim_stage_recipe(base),
                          ssim_weight=SSIM_WEIGHT, start=tuned)
@@ -143,7 +162,8 @@ def main(argv: list[str]) -> int:
     result = {"command": "python benchmarks/x0ft_levers.py " + " ".join(argv),
               "training_seed": args.seed, "device": device_label(torch.device(device)),
               "sr3_loss": args.sr3_loss if from_step else None, "sr3_trained_on": sr3_trained_on,
-              "sr3_steps": from_step, "finetune_steps": recipe.steps,
+              "sr3_steps": from_step, "readout_fraction": args.readout_fraction,
+              "finetune_steps": recipe.steps,
               "ssim_stage_steps": ssim_stage_recipe(base).steps,
               "sr3_training_seconds_this_call": sr3_seconds,
               "finetune_seconds": finetune_seconds, "ssim_stage_seconds": stage_seconds,
@@ -152,6 +172,12 @@ def main(argv: list[str]) -> int:
                           ("x0ft-ssim", staged)):
         read = dataclasses.replace(denoiser, model=network)
         result["rows"][name] = scores(one_pass_row(read, noisy, config, None).images, target)
+    if from_step:  # the diffusion network still samples (10 DDPM steps, as sr3v_10)
+        for name, draws in (("sr3v_10", 1), ("sr3v_mean4_10", 4)):
+            drawn = denoise_images(denoiser.model, noisy, denoiser.normalisation,
+                                   denoiser.schedule, steps=10, n_samples=draws,
+                                   seed=args.seed, device=device)
+            result["rows"][name] = scores(drawn.mean, target)
     write_json_atomic(args.out, result, indent=1)
     print({k: (round(v["psnr"], 3), round(v["ssim"], 4)) for k, v in result["rows"].items()})
     return 0

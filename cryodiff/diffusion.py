@@ -214,7 +214,8 @@ def check_prediction(prediction: str) -> str:
 def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
                    y0: torch.Tensor, condition: torch.Tensor, schedule: NoiseSchedule,
                    loss: str = "l1", generator: torch.Generator | None = None,
-                   shard: tuple[int, int] = (0, 1), prediction: str = "eps") -> torch.Tensor:
+                   shard: tuple[int, int] = (0, 1), prediction: str = "eps",
+                   readout_fraction: float = 0.0) -> torch.Tensor:
     """SR3 training objective: mean L1 (SR3's choice) or L2 between ε and the model's ε̂
     (``prediction="eps"``), or between v (:func:`v_target`) and the model's raw output
     (``"v"``: the model is called with ``raw=True``, see :class:`~cryodiff.models.unet.SR3UNet`).
@@ -224,10 +225,15 @@ def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], t
     ``shard = (rank, world)`` they are drawn for the global batch of ``world · B`` images and
     this process keeps rows ``rank, rank + world, …``: ``world`` data-parallel processes then
     draw exactly what one process with the global batch draws.
+
+    ``readout_fraction`` (v only): the first ``round(f · world · B)`` rows of the global batch
+    train the one-pass readout instead (:func:`readout_rows`); the loss is then the mean over
+    rows of each row's own loss. The random draws do not depend on it.
     """
     if loss not in LOSSES:
         raise CryodiffError(f"unknown diffusion loss {loss!r} (choose from {', '.join(LOSSES)})")
     check_prediction(prediction)
+    check_readout_fraction(readout_fraction, prediction)
     rank, world = shard
     total = y0.shape[0] * world
     sqrt_gamma = sample_noise_levels(schedule, total, generator, device=y0.device)[rank::world]
@@ -235,10 +241,43 @@ def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], t
     noise = torch.randn((total, *y0.shape[1:]), generator=generator, device=gen_device,
                         dtype=y0.dtype)
     noise = noise[rank::world].to(y0.device)
+    readout = readout_rows(total, readout_fraction, y0.device)[rank::world]
+    if readout.any():
+        sqrt_gamma = torch.where(readout, schedule.noisiest_level, sqrt_gamma)
     y_t = q_sample(y0, sqrt_gamma, noise)
+    if readout.any():  # the readout's input is pure noise, as one_pass_x0 draws it
+        y_t = torch.where(_per_image(readout, y_t).bool(), noise, y_t)
     if prediction == "v":
         output, target = model(y_t, condition, sqrt_gamma, raw=True), v_target(y0, noise,
                                                                                sqrt_gamma)
     else:
         output, target = model(y_t, condition, sqrt_gamma), noise
-    return F.l1_loss(output, target) if loss == "l1" else F.mse_loss(output, target)
+    if not readout.any():
+        return F.l1_loss(output, target) if loss == "l1" else F.mse_loss(output, target)
+    error = (output - target).abs() if loss == "l1" else (output - target).square()
+    x0_error = (y0_from_v(y_t, output, sqrt_gamma) - y0).square()
+    per_row = torch.where(_per_image(readout, error).bool(), x0_error, error)
+    return per_row.float().mean()
+
+
+def readout_rows(total: int, fraction: float, device: torch.device | str | None = None
+                 ) -> torch.Tensor:
+    """Which rows of a global batch of ``total`` train the readout, ``(total,)`` bool: the
+    first ``round(fraction · total)``. Such a row is shown pure noise ``y_T = ε`` at the
+    schedule's noisiest level ``√γ̄_T`` and scored by the squared error of its
+    ``x̂₀ = √γ̄_T·ε − √(1−γ̄_T)·v̂`` against the clean image, the objective of
+    :func:`cryodiff.training.x0_finetune.finetune_x0` (the posterior mean, read out in one
+    pass by :func:`cryodiff.denoise.one_pass_x0`)."""
+    rows = torch.zeros(total, dtype=torch.bool, device=device)
+    rows[:round(fraction * total)] = True
+    return rows
+
+
+def check_readout_fraction(fraction: float, prediction: str) -> float:
+    """``fraction`` if it is in [0, 1) and, when positive, ``prediction`` is ``"v"`` (an
+    ε-network's x̂₀ at the noisiest level is useless); else :class:`CryodiffError`."""
+    if not 0.0 <= fraction < 1.0:
+        raise CryodiffError(f"readout_fraction must be in [0, 1), not {fraction}")
+    if fraction > 0 and prediction != "v":
+        raise CryodiffError("readout_fraction needs a v-predicting network (prediction 'v')")
+    return fraction

@@ -66,3 +66,21 @@ def test_train_on_the_fly_from_the_phantom_then_postprocess(tmp_path):
     assert post_rows[-1]["step"] == config.post_train_steps
     denoiser = load_denoiser(run)
     assert denoiser.step == 3 and denoiser.postprocessor is not None
+
+
+def test_a_readout_fraction_is_kept_in_the_run_and_checked(tmp_path, capsys):
+    data = _dataset(tmp_path)
+    run = tmp_path / "run"
+    common = ["train", "--data", str(data), "--out", str(run), "--device", "cpu",
+              "--no-progress", "--steps", "1", "--batch-size", "4"]
+    assert cli(common + ["--readout-fraction", "0.5"]) == 2  # an ε-network has no readout
+    err = capsys.readouterr().err
+    assert "v-predicting" in err and len(err.strip().splitlines()) == 1
+    assert cli(common + ["--prediction", "v", "--readout-fraction", "1"]) == 2
+    assert "[0, 1)" in capsys.readouterr().err
+    assert not run.exists()
+    assert cli(common + ["--prediction", "v", "--readout-fraction", "0.25"]) == 0
+    assert json.loads((run / "config.json").read_text())["readout_fraction"] == 0.25
+    assert cli(common + ["--resume", "--readout-fraction", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot change it on --resume" in err and "config.json" in err

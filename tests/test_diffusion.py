@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from cryodiff.diffusion import (cosine_schedule, diffusion_loss, linear_schedule, make_schedule,
-                                predict_eps_from_y0, predict_y0_from_eps, q_sample, respace,
-                                sample_noise_levels)
+from cryodiff.diffusion import (check_readout_fraction, cosine_schedule, diffusion_loss,
+                                linear_schedule, make_schedule, predict_eps_from_y0,
+                                predict_y0_from_eps, q_sample, respace, sample_noise_levels,
+                                v_target, y0_from_v)
 from cryodiff.errors import CryodiffError
 
 
@@ -143,3 +144,64 @@ def test_diffusion_loss_is_seeded_and_checks_name():
     assert oracle.item() < 1e-8
     with pytest.raises(CryodiffError, match="huber"):
         diffusion_loss(model, y0, y0, schedule, "huber")
+
+
+def _recorder(store):
+    """A v-model that remembers its inputs and answers 0.3·y_t."""
+    def model(y_t, condition, level, raw=False):
+        store.append((y_t.clone(), level.clone()))
+        return 0.3 * y_t
+    return model
+
+
+def test_readout_rows_see_pure_noise_at_the_noisiest_level_and_are_scored_on_x0():
+    schedule = linear_schedule(100)
+    y0 = torch.randn(8, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    plain, joint = [], []
+    diffusion_loss(_recorder(plain), y0, y0, schedule, "l1", torch.Generator().manual_seed(3),
+                   prediction="v")
+    loss = diffusion_loss(_recorder(joint), y0, y0, schedule, "l1",
+                          torch.Generator().manual_seed(3), prediction="v",
+                          readout_fraction=0.25)
+    (y_plain, level_plain), (y_joint, level_joint) = plain[0], joint[0]
+    # The same draws: the diffusion rows (the last six) are untouched ...
+    assert torch.equal(y_joint[2:], y_plain[2:]) and torch.equal(level_joint[2:], level_plain[2:])
+    # ... and the first quarter is shown the noise itself at √γ̄_T, as one_pass_x0 reads out.
+    generator = torch.Generator().manual_seed(3)
+    sample_noise_levels(schedule, 8, generator)
+    noise = torch.randn(8, 1, 6, 6, generator=generator)
+    assert torch.equal(y_joint[:2], noise[:2])
+    torch.testing.assert_close(level_joint[:2], torch.full((2,), schedule.noisiest_level))
+    assert not torch.allclose(y_plain[:2], noise[:2])
+    # Each row's own loss: |v̂ − v| for diffusion rows, (x̂₀ − y₀)² for readout rows.
+    v_hat = 0.3 * y_joint
+    diffusion = (v_hat - v_target(y0, noise, level_joint)).abs()[2:]
+    readout = (y0_from_v(y_joint, v_hat, level_joint) - y0).square()[:2]
+    torch.testing.assert_close(loss, torch.cat([readout, diffusion]).mean())
+
+
+def test_readout_rows_are_the_global_batchs_first_rows_across_data_parallel_shards():
+    schedule = linear_schedule(100)
+    y0 = torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    whole, shards = [], [[], []]
+    diffusion_loss(_recorder(whole), y0, y0, schedule, generator=torch.Generator().manual_seed(5),
+                   prediction="v", readout_fraction=0.25)
+    for rank in (0, 1):
+        diffusion_loss(_recorder(shards[rank]), y0[rank::2], y0[rank::2], schedule,
+                       generator=torch.Generator().manual_seed(5), shard=(rank, 2),
+                       prediction="v", readout_fraction=0.25)
+        assert torch.equal(shards[rank][0][1], whole[0][1][rank::2])
+        assert torch.equal(shards[rank][0][0], whole[0][0][rank::2])
+    noisiest = torch.tensor(schedule.noisiest_level, dtype=torch.float32)
+    assert [bool(level[0] == noisiest) for level in (shards[0][0][1], shards[1][0][1])] == \
+        [True, True]
+
+
+def test_a_readout_fraction_needs_v_and_a_share_below_one():
+    schedule, y0 = linear_schedule(10), torch.randn(4, 1, 4, 4)
+    with pytest.raises(CryodiffError, match="v-predicting"):
+        diffusion_loss(lambda y_t, c, s: y_t, y0, y0, schedule, readout_fraction=0.5)
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(CryodiffError, match=r"\[0, 1\)"):
+            check_readout_fraction(bad, "v")
+    assert check_readout_fraction(0.0, "eps") == 0.0

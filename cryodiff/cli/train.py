@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cryodiff.cli.arguments import device, nonnegative_int, positive_float, positive_int
+from cryodiff.cli.arguments import (device, nonnegative_float, nonnegative_int, positive_float,
+                                    positive_int)
 from cryodiff.errors import CryodiffError
 
 
@@ -63,6 +64,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="what the network learns to output: eps (ε, the paper's; "
                              "default) or v (√γ̄·ε − √(1−γ̄)·clean, which keeps the noisiest "
                              "levels informative about the clean image)")
+    parser.add_argument("--readout-fraction", type=nonnegative_float, metavar="F",
+                        help="with --prediction v: that share of every batch (in [0, 1)) trains "
+                             "the one-pass x̂₀ readout with the squared error, so the network "
+                             "both samples and reads out the posterior mean (`cryodiff "
+                             "denoise --method x0`); default 0, SR3's objective")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--compile", choices=("none", "default", "reduce-overhead", "max-autotune"),
                         help="torch.compile the training step (reduce-overhead: CUDA graphs, "
@@ -94,6 +100,9 @@ def _config(args: argparse.Namespace):
             base = TrainConfig.from_json(saved.read_text())
         except (json.JSONDecodeError, TypeError, CryodiffError) as error:
             raise CryodiffError(f"unreadable config ({error})", path=saved) from None
+        if args.readout_fraction not in (None, base.readout_fraction):
+            raise CryodiffError(f"the run's readout fraction is {base.readout_fraction}; "
+                                "--readout-fraction cannot change it on --resume", path=saved)
         if args.prediction not in (None, base.model.prediction):
             raise CryodiffError(f"the run predicts {base.model.prediction}; --prediction "
                                 f"{args.prediction} cannot change it on --resume", path=saved)
@@ -105,7 +114,7 @@ def _config(args: argparse.Namespace):
                           seed=args.seed, compile=args.compile,
                           channels_last=args.channels_last,
                           simulate_on_device=args.simulate_on_device,
-                          prediction=args.prediction)
+                          prediction=args.prediction, readout_fraction=args.readout_fraction)
 
 
 def _simulate_like(args: argparse.Namespace) -> Path:

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryodiff.diffusion import check_readout_fraction
 from cryodiff.errors import CryodiffError
 from cryodiff.models.postprocess import PostProcessConfig
 from cryodiff.models.unet import UNetConfig
@@ -34,7 +35,11 @@ class TrainConfig:
     and ``use_ctf`` for data simulated on the fly, ``n_val`` held-out particles, ``augment``
     (random flips / 90° rotations applied identically to condition and target).
     Diffusion: ``schedule`` (``"linear"`` = SR3's 1e-6→1e-2 or ``"cosine"``) over
-    ``timesteps``; ``loss`` on ε (``"l1"`` or ``"l2"``).
+    ``timesteps``; ``loss`` on ε (``"l1"`` or ``"l2"``). ``readout_fraction`` (v-prediction
+    only): that share of every batch trains the network's one-pass x̂₀ readout at the noisiest
+    level with the squared error instead (:func:`cryodiff.diffusion.readout_rows`), so one
+    network both samples and reads out the posterior mean; 0 (SR3) by default, and left out
+    of the JSON form then, so the runs and caches made before it keep their keys.
     Optimiser: AdamW with ``lr``, ``weight_decay``, linear warm-up over ``warmup_steps``,
     gradient-norm clipping at ``grad_clip`` (0 disables), EMA of the weights with
     ``ema_decay`` (ramped up as ``min(decay, (1+s)/(10+s))`` so short runs are usable).
@@ -66,6 +71,7 @@ class TrainConfig:
     schedule: str = "linear"
     timesteps: int = 2000
     loss: str = "l1"
+    readout_fraction: float = 0.0
     lr: float = 1e-4
     weight_decay: float = 0.0
     warmup_steps: int = 100
@@ -111,12 +117,15 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise CryodiffError(message)
+        check_readout_fraction(self.readout_fraction, self.model.prediction)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (nested model configs as dicts, tuples as lists)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["model"] = self.model.to_dict()
         data["postprocess"] = self.postprocess.to_dict()
+        if not self.readout_fraction:  # SR3's objective, as before the field existed
+            del data["readout_fraction"]
         return data
 
     @classmethod
@@ -150,10 +159,10 @@ def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise CryodiffError(f"unknown training option(s): {', '.join(unknown)}")
+    if prediction is not None:  # in the same step: readout_fraction is checked against it
+        overrides["model"] = dataclasses.replace(overrides.get("model", config.model),
+                                                 prediction=prediction)
     config = dataclasses.replace(config, **overrides)
-    if prediction is not None:
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model,
-                                                                       prediction=prediction))
     if config.model.image_size != config.box or config.postprocess.image_size != config.box:
         config = dataclasses.replace(
             config, model=dataclasses.replace(config.model, image_size=config.box),

@@ -311,7 +311,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
             loss = diffusion_loss(step_model, target, condition, schedule, config.loss,
                                   generator_for(config.seed, PURPOSE_NOISE, step, 0),
                                   shard=(ctx.rank, ctx.world),
-                                  prediction=config.model.prediction)
+                                  prediction=config.model.prediction,
+                                  readout_fraction=config.readout_fraction)
         optimiser_step(loss, optimizer, scaler, raw_model, config.grad_clip, ema, step,
                        config.ema_decay)
         window_loss += loss.detach().float()

@@ -22,7 +22,8 @@ stage. Two levers change only how that budget is spent, for one condition and tr
   (:func:`cryodiff.diffusion.readout_rows`; ``cryodiff train --readout-fraction``), then
   the SSIM stage on a copy; no separate fine-tuning. The network still samples: its
   10-step DDPM draws (one, ``sr3v_10``, and the mean of four, ``sr3v_mean4_10``, as the
-  benchmark names them) are scored beside the readout.
+  benchmark names them) are scored beside the readout, and the calibration of its posterior
+  std from eight draws (:func:`posterior_calibration`).
 
 SR3 trains in ``RUN_DIR`` exactly as ``benchmarks/x0ft_rows.py`` trains it (its
 ``train_sr3_alone``: the preset's ``cpu-small`` recipe, resuming an interrupted run), with the
@@ -60,11 +61,16 @@ from cryodiff.denoise import Denoiser, denoise_images, load_denoiser
 from cryodiff.diffusion import make_schedule
 from cryodiff.errors import CryodiffError
 from cryodiff.io.atomic import atomic_path, write_json_atomic
+from cryodiff.metrics import psnr
 from cryodiff.training.config import TrainConfig, with_overrides
 from cryodiff.training.data import Normalisation
 from cryodiff.training.loop import device_label, initial_model, select_device
 from cryodiff.training.x0_finetune import SSIM_WEIGHT, finetune_x0, ssim_stage_recipe, x0ft_recipe
+from cryodiff.uncertainty import calibration, finite_sample_factor, fit_sigma_scale
 from x0ft_rows import scores, train_sr3_alone
+
+CALIBRATION_DRAWS = 8  # as benchmarks/calibration.py
+CALIBRATION_KEYS = ("coverage_1sigma", "coverage_2sigma", "spearman", "rms_error", "rms_sigma")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -105,6 +111,29 @@ def initial_denoiser(condition, sr3_config: TrainConfig, device: str) -> Denoise
     return Denoiser(model, None, normalisation,
                     make_schedule(sr3_config.schedule, sr3_config.timesteps),
                     sr3_config, 0, pixel_size_A=condition.pixel_size_A)
+
+
+def posterior_calibration(denoiser: Denoiser, noisy: torch.Tensor, target: torch.Tensor,
+                          seed: int, device: str, draws: int = CALIBRATION_DRAWS) -> dict:
+    """How far the network's per-pixel posterior std can be trusted, as
+    ``benchmarks/calibration.py`` measures it: ``draws`` 10-step DDPM samples per particle
+    (as ``cryodiff denoise --samples K``), σ = their std × √(1 + 1/K) against the error of
+    their mean; coverage at ±1σ / ±2σ (ideal 0.683 / 0.954) and the correlation of σ with
+    |error| over every particle, then the σ scale fitted on the first half of the particles
+    and the coverage it gives on the second."""
+    drawn = denoise_images(denoiser.model, noisy, denoiser.normalisation, denoiser.schedule,
+                           steps=10, n_samples=draws, seed=seed + 1, device=device)
+    error, sigma = target - drawn.mean, drawn.std * finite_sample_factor(draws)
+    half = len(noisy) // 2
+    scale = fit_sigma_scale(error[:half], sigma[:half])
+    held_out = calibration(error[half:], scale * sigma[half:])
+    return {"draws": draws, "steps": 10, "mean_psnr": float(psnr(drawn.mean.double(),
+                                                                  target).mean()),
+            **{key: value for key, value in dataclasses.asdict(calibration(error, sigma)).items()
+               if key in CALIBRATION_KEYS},
+            "scale_fitted_on_first_half": scale,
+            "second_half_after_scale": {key: getattr(held_out, key)
+                                        for key in CALIBRATION_KEYS}}
 
 
 def main(argv: list[str]) -> int:
@@ -178,6 +207,7 @@ def main(argv: list[str]) -> int:
                                    denoiser.schedule, steps=10, n_samples=draws,
                                    seed=args.seed, device=device)
             result["rows"][name] = scores(drawn.mean, target)
+        result["calibration"] = posterior_calibration(denoiser, noisy, target, args.seed, device)
     write_json_atomic(args.out, result, indent=1)
     print({k: (round(v["psnr"], 3), round(v["ssim"], 4)) for k, v in result["rows"].items()})
     return 0

@@ -99,6 +99,11 @@ def gap(row: dict, other: dict) -> str:
     return f"{mean:+.3f} ± {sem:.3f}"
 
 
+def gap_or_missing(row: dict, other: dict | None) -> str:
+    """:func:`gap`, or ``"not measured"`` where the row to pair with does not exist."""
+    return "not measured" if other is None else gap(row, other)
+
+
 def check_pairing(path: Path, rows: dict, reference: dict) -> str:
     """``"yes"`` when the file's raw particles equal the ``reference`` rows' (the committed
     x0ft rows', or the U-Net's where those are missing); ``"no row"`` when it has none (the
@@ -108,7 +113,7 @@ def check_pairing(path: Path, rows: dict, reference: dict) -> str:
     difference = (torch.tensor(rows["noisy"]["psnr_per_image"])
                   - torch.tensor(reference["noisy"]["psnr_per_image"])).abs().max()
     if difference > 1e-3:
-        raise SystemExit(f"{path}: other raw particles than the committed x0ft rows'")
+        raise SystemExit(f"{path}: other raw particles than the committed rows it is paired with")
     return "yes"
 
 
@@ -134,20 +139,13 @@ def table() -> list[str]:
         ours, peer, peer_seeds = reference_rows(folder)
         direct = direct_peer(folder)
 
-        def to_seeds(row: dict) -> str:
-            return "not measured" if peer_seeds is None else gap(row, peer_seeds)
-
-        def to_direct(row: dict) -> str:
-            return "not measured" if direct is None else gap(row, direct)
-
-        def to_ours(row: dict) -> str:
-            return "not measured" if ours is None else gap(row, ours[OURS])
-
+        ours_row = None if ours is None else ours[OURS]
         if ours is not None:
-                lines.append(f"| {label} | l1 | 4000 + 4000 (`{OURS}`) | "
+            lines.append(f"| {label} | l1 | 4000 + 4000 (`{OURS}`) | "
                          f"{cell(ours['sr3v-x0_1'])} | {cell(ours['sr3v-x0ft_1'])} | "
-                         f"{cell(ours[OURS])} | 0 | {gap(ours[OURS], peer[PEER])} | "
-                         f"{to_seeds(ours[OURS])} | {to_direct(ours[OURS])} | — | yes |")
+                         f"{cell(ours_row)} | 0 | {gap(ours_row, peer[PEER])} | "
+                         f"{gap_or_missing(ours_row, peer_seeds)} | "
+                         f"{gap_or_missing(ours_row, direct)} | — | yes |")
         levers = sorted(((path, *lever_rows(path)) for path in files),
                         key=lambda lever: (lever[1]["sr3_steps"], lever[1]["sr3_loss"],
                                            lever[1]["readout_fraction"]))
@@ -157,8 +155,9 @@ def table() -> list[str]:
                 f"| {label} | {settings['sr3_loss']} | {steps_cell(settings)} "
                 f"([{path.name}]({folder}/{path.name})) | "
                 f"{readout_cell(settings, rows)} | {cell(rows['x0ft'])} | {cell(staged)} | "
-                f"{to_ours(staged)} | {gap(staged, peer[PEER])} | {to_seeds(staged)} | "
-                f"{to_direct(staged)} | {draws_cell(rows)} | "
+                f"{gap_or_missing(staged, ours_row)} | {gap(staged, peer[PEER])} | "
+                f"{gap_or_missing(staged, peer_seeds)} | {gap_or_missing(staged, direct)} | "
+                f"{draws_cell(rows)} | "
                 f"{check_pairing(path, rows, ours or peer)} |")
     return lines
 

@@ -243,12 +243,13 @@ def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], t
     noise = noise[rank::world].to(y0.device)
     # Decided on the host: a test of the mask's values would make the CPU wait for the GPU.
     with_readout = round(readout_fraction * total) > 0
-    if with_readout:
+    if with_readout:  # per row, and broadcast over each row's pixels
         readout = readout_rows(total, readout_fraction, y0.device)[rank::world]
+        readout_pixels = readout.reshape(-1, *([1] * (y0.ndim - 1)))
         sqrt_gamma = torch.where(readout, schedule.noisiest_level, sqrt_gamma)
     y_t = q_sample(y0, sqrt_gamma, noise)
     if with_readout:  # the readout's input is pure noise, as one_pass_x0 draws it
-        y_t = torch.where(_per_image(readout, y_t).bool(), noise, y_t)
+        y_t = torch.where(readout_pixels, noise, y_t)
     if prediction == "v":
         output, target = model(y_t, condition, sqrt_gamma, raw=True), v_target(y0, noise,
                                                                                sqrt_gamma)
@@ -258,7 +259,7 @@ def diffusion_loss(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], t
         return F.l1_loss(output, target) if loss == "l1" else F.mse_loss(output, target)
     error = (output - target).abs() if loss == "l1" else (output - target).square()
     x0_error = (y0_from_v(y_t, output, sqrt_gamma) - y0).square()
-    per_row = torch.where(_per_image(readout, error).bool(), x0_error, error)
+    per_row = torch.where(readout_pixels, x0_error, error)
     return per_row.float().mean()
 
 

@@ -20,6 +20,9 @@
 #   large2x  the SR3-sized supervised U-Net trained for twice the steps
 #          (supervised-large-2x, x0ft's equal-size, equal-budget peer, and its SSIM stage
 #          supervised-large-2x-ssim; PARTS must name it), one CPU thread.
+#   joint  one v-network of SR3's size trained for twice the steps with a share of every
+#          batch on its one-pass readout (sr3v-joint_1, then sr3v-joint-ssim_1's SSIM
+#          stage; PARTS must name it), one CPU thread.
 # PARTS (default "sr3 sup2x peers") chooses which of them start for every condition, each
 # at most once (checked, with DEADLINE_S and POLL_S, before anything starts, also under
 # START=0, which starts nothing).
@@ -50,7 +53,7 @@ pack=${PACK:-$out/results.tgz} parts=${PARTS:-sr3 sup2x peers} poll=${POLL_S:-5}
 refuse() { echo "lease_conditions.sh: $*" >&2; exit 2; }
 [[ $deadline =~ ^[0-9]+$ ]] || refuse "DEADLINE_S must be whole seconds, got '$deadline'"
 [[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || refuse "POLL_S must be a number of seconds, got '$poll'"
-known="sr3 sup2x peers n2n sup large sr3v x0ft large2x" seen=" "
+known="sr3 sup2x peers n2n sup large sr3v x0ft large2x joint" seen=" "
 for p in $parts; do
   [[ " $known " == *" $p "* ]] || refuse "PARTS: unknown part '$p' ($known)"
   [[ $seen == *" $p "* ]] && refuse "PARTS: part '$p' named twice"
@@ -92,6 +95,7 @@ if [ "${START:-1}" = 1 ]; then
                 --only sr3 sr3-pm sr3-x0ft sr3-x0ft-ssim ;;
         large2x) part "$out/$name/large2x" 1 "${extra[@]}" \
                    --only supervised-large-2x supervised-large-2x-ssim ;;
+        joint) part "$out/$name/joint" 1 "${extra[@]}" --only sr3-joint ;;
       esac
     done
   done

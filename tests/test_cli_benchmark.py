@@ -90,7 +90,7 @@ def test_only_runs_the_named_methods_and_excludes_skip():
     assert set(DEFAULT_METHODS) == set(ALL_METHODS) - set(OPT_IN_METHODS)
     assert {"sr3-x0ft", "sr3-x0ft-ssim", "supervised-large-2x", "supervised-2x-ssim",
             "supervised-large-2x-ssim", "supervised-large-direct-2x",
-            "supervised-large-direct-2x-ssim"} == set(OPT_IN_METHODS)
+            "supervised-large-direct-2x-ssim", "sr3-joint"} == set(OPT_IN_METHODS)
     assert config_from_args(parser.parse_args(["--only", "sr3", "wiener"])).methods == (
         "wiener", "sr3")  # in the preset's order
     # the opt-in methods run when named

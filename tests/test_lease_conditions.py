@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lease_conditions.sh"
-KNOWN = "sr3 sup2x peers n2n sup large sr3v x0ft large2x"  # the parts, as the script lists them
+KNOWN = "sr3 sup2x peers n2n sup large sr3v x0ft large2x joint"  # the parts, as the script lists them
 SCRIPT_SETTINGS = ("PACK", "START", "PARTS", "EXTRA", "TRAINING_SEEDS", "PEER_THREADS",
                    "PIXEL_SIZE", "POLL_S")
 
@@ -111,13 +111,15 @@ def test_parts_choose_the_processes(tmp_path, fake_python):
     assert call["args"][call["args"].index("--sr3-prediction") + 1] == "v"
     assert Path(call["args"][call["args"].index("--out") + 1]).name == "sr3v"
     (tmp_path / "ft").mkdir()
-    done, calls = _run(tmp_path / "ft", fake_python, "phantom 0.1", PARTS="x0ft large2x")
+    done, calls = _run(tmp_path / "ft", fake_python, "phantom 0.1",
+                       PARTS="x0ft large2x joint")
     assert done.returncode == 0, done.stderr
     by_folder = {Path(c["args"][c["args"].index("--out") + 1]).name: c["args"] for c in calls}
     assert _only(by_folder["x0ft"]) == ["sr3", "sr3-pm", "sr3-x0ft", "sr3-x0ft-ssim"]
     assert by_folder["x0ft"][by_folder["x0ft"].index("--sr3-prediction") + 1] == "v"
     assert _only(by_folder["large2x"]) == ["supervised-large-2x", "supervised-large-2x-ssim"]
     assert "--sr3-prediction" not in by_folder["large2x"]
+    assert _only(by_folder["joint"]) == ["sr3-joint"]  # its own v-network: no flag needed
 
 
 @pytest.mark.parametrize("setting, message", [

@@ -31,14 +31,18 @@ BASELINE_METHODS = ("lowpass", "wiener", "bm3d", "topaz", "noise2noise", "superv
 # level for the posterior mean (:mod:`cryodiff.benchmark.sr3_x0ft`); it needs "sr3" and v.
 # "sr3-x0ft-ssim": that fine-tuned network trained on for a short stage with an SSIM term
 # (the same module); it needs "sr3" and v, and trains sr3-x0ft's network when no run has.
-ALL_METHODS = BASELINE_METHODS + ("sr3", "sr3-mse", "sr3-pm", "sr3-x0ft", "sr3-x0ft-ssim")
+# "sr3-joint": one v-network trained on SR3's objective with a share of every batch on its
+# one-pass readout, read out as it is and after the SSIM stage (:mod:`cryodiff.benchmark.
+# sr3_joint`); it trains its own network (SR3's size, twice the preset's steps).
+ALL_METHODS = BASELINE_METHODS + ("sr3", "sr3-mse", "sr3-pm", "sr3-x0ft", "sr3-x0ft-ssim",
+                                  "sr3-joint")
 # Run only when named (``--only``): each trains an SR3-sized network for the preset's steps
 # ("sr3-x0ft", on top of SR3) or twice them ("supervised-large-2x", its equal-size,
 # equal-budget peer), which would double a default run's time; the lease script and the
 # commands of docs/benchmarks.md name them.
 OPT_IN_METHODS = ("supervised-large-2x", "supervised-2x-ssim", "supervised-large-2x-ssim",
                   "supervised-large-direct-2x", "supervised-large-direct-2x-ssim",
-                  "sr3-x0ft", "sr3-x0ft-ssim")
+                  "sr3-x0ft", "sr3-x0ft-ssim", "sr3-joint")
 DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m not in OPT_IN_METHODS)
 SLOW_METHODS = ("bm3d",)
 
@@ -148,7 +152,7 @@ class BenchmarkConfig:
         if unknown:
             raise CryodiffError(f"unknown method(s) {', '.join(unknown)}; "
                                 f"choose from {', '.join(ALL_METHODS)}")
-        for method in ("sr3-x0ft", "sr3-x0ft-ssim"):
+        for method in ("sr3-x0ft", "sr3-x0ft-ssim", "sr3-joint"):
             if method in self.methods_3d:
                 raise CryodiffError(f"{method} is scored in 2D only: leave it out of methods_3d")
         if not self.snrs or any(not s > 0 for s in self.snrs):

@@ -318,12 +318,14 @@ def _sr3_training_seconds(run_dir: Path) -> float:
 
 
 def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
-              progress: bool = True):
+              progress: bool = True, train_config: TrainConfig | None = None,
+              postprocessor: bool = True):
     """Train SR3 and its post-processor on the condition (or reuse a finished identical run,
     or continue an interrupted one from its last checkpoint).
 
     SR3 trains on the training split, as the other trained methods, and validates on the
-    validation split.
+    validation split. ``train_config``: the network's configuration if not SR3's
+    (:func:`sr3_train_config`; e.g. sr3-joint's); ``postprocessor=False`` trains none.
     Returns ``(Denoiser, train_seconds)``: SR3's training time over every session that
     trained it plus the post-processor's, as recorded in ``RUN/train_seconds.json``.
     """
@@ -333,7 +335,7 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
     from cryodiff.training.loop import select_device, train
     from cryodiff.training.postprocess import train_postprocessor
 
-    train_config = sr3_train_config(config, condition)
+    train_config = train_config or sr3_train_config(config, condition)
     device = select_device(config.device, verbose=False)
     latest, trained_steps = latest_checkpoint(run_dir), 0
     seconds_file = run_dir / "train_seconds.json"
@@ -342,10 +344,13 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
         state = load_checkpoint(latest)
         same_data = settings_file.is_file() and json.loads(settings_file.read_text()) == \
             json.loads(json.dumps(settings))
-        if TrainConfig.from_json(state["config"]) != train_config or not same_data:
+        saved = dataclasses.replace(TrainConfig.from_json(state["config"]),  # not in what
+                                    keep_checkpoints=train_config.keep_checkpoints)  # it learns
+        if saved != train_config or not same_data:
             shutil.rmtree(run_dir)  # trained on other data or settings: start afresh
             trained_steps = 0
-        elif state.get("postprocess") is not None and int(state["step"]) == train_config.steps:
+        elif int(state["step"]) == train_config.steps and (
+                state.get("postprocess") is not None or not postprocessor):
             recorded = json.loads(seconds_file.read_text()) if seconds_file.is_file() \
                 else {"sr3_training_s": _sr3_training_seconds(run_dir)}  # an older run
             return load_denoiser(latest, device), float(sum(recorded.values()))
@@ -358,10 +363,11 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
                            validation=(condition.val.noisy, condition.val.clean_ctf))
     if trained_steps < train_config.steps:  # fresh, or continue an interrupted run
         train(train_config, run_dir, data, resume=trained_steps > 0, progress=progress)
-    start = time.perf_counter()
-    train_postprocessor(run_dir, data, device=str(device), progress=progress)
-    seconds = {"sr3_training_s": _sr3_training_seconds(run_dir),
-               "postprocessor_s": time.perf_counter() - start}
+    seconds = {"sr3_training_s": _sr3_training_seconds(run_dir)}
+    if postprocessor:
+        start = time.perf_counter()
+        train_postprocessor(run_dir, data, device=str(device), progress=progress)
+        seconds["postprocessor_s"] = time.perf_counter() - start
     write_json_atomic(seconds_file, seconds)
     return load_denoiser(run_dir, device), float(sum(seconds.values()))
 

@@ -15,6 +15,7 @@ from cryodiff.benchmark.combine import markdown_bold, with_seed_sd
 from cryodiff.benchmark.config import BenchmarkConfig
 from cryodiff.benchmark.ranking import (SEED_TIED, TWO_D, best_row, full_2d_count, ranked_2d,
                                         winners)
+from cryodiff.benchmark.sr3_joint import JOINT_SHARE
 from cryodiff.io.atomic import write_json_atomic, write_text_atomic
 from cryodiff.metrics import psnr
 
@@ -85,6 +86,13 @@ ASSUMPTIONS = {
     "sr3-x0ft-ssim": "as sr3-x0ft, its fine-tuned network trained on for a tenth more steps "
                      f"with an SSIM term beside the squared error (L2 + {SSIM_WEIGHT:g} · (1 − "
                      "SSIM)), for the flat background that SSIM rewards (v-runs only).",
+    "sr3-joint": "one v-network of SR3's size trained once, for SR3's and the sr3-x0ft "
+                 "fine-tuning's steps together, on SR3's objective (L2 on v) with "
+                 f"{JOINT_SHARE:g} of every batch on its own one-pass x̂₀ from pure noise "
+                 "(L2): it samples as SR3 and reads out the posterior mean in one pass; "
+                 "scored as that readout, with no post-processor or fine-tuning.",
+    "sr3-joint-ssim": "sr3-joint's network trained on for the SSIM stage every -ssim row "
+                      "gets.",
     "sr3-pm+x0": "the pixelwise mean of sr3v-pm and sr3v-x0_1, a v-predicting SR3's two "
                  "posterior-mean estimates, with equal weights fixed in advance (v-runs with "
                  "sr3-pm only).",
@@ -252,9 +260,9 @@ def _budget(config: BenchmarkConfig, results) -> list[str]:
         f"sr3+pp rows) keeps the paper's plain AdamW with L1, no warm-up, clipping or EMA. "
         f"The sr3-pm post-processor trains like a regression U-Net ({t.steps} steps × batch "
         f"{t.batch_size}) on top of SR3, and so does the sr3-x0ft fine-tuning of SR3's own "
-        f"network; supervised-2x, supervised-large-2x and supervised-large-direct-2x train "
-        f"{2 * t.steps} steps, the same total. The SSIM stage (sr3-x0ft-ssim and the "
-        f"supervised-*-2x-ssim rows) "
+        f"network; supervised-2x, supervised-large-2x, supervised-large-direct-2x and the "
+        f"sr3-joint network train {2 * t.steps} steps, the same total. The SSIM stage "
+        f"(sr3-x0ft-ssim, sr3-joint-ssim and the supervised-*-2x-ssim rows) "
         f"trains each of those networks on for {max(1, t.steps // 10)} more steps with L2 + "
         f"{SSIM_WEIGHT:g} · (1 − SSIM). No network gets the CTF as an input (Wiener and CWF "
         f"do).",
@@ -329,7 +337,7 @@ def write_figures(out: Path, config: BenchmarkConfig, results) -> dict:
             *map(config.sr3_row, (f"sr3_{slow_max}", f"sr3+pp_{fast}", f"sr3+pp-mse_{fast}",
                                   f"sr3_mean{config.posterior_samples}_{fast}",
                                   f"sr3-pm{config.pm_draws}_{fast}", "sr3-x0ft_1",
-                                  "sr3-x0ft-ssim_1"))}
+                                  "sr3-x0ft-ssim_1")), "sr3v-joint-ssim_1"}
     for result in results:
         test = result.condition.test
         for o in result.outputs:

@@ -263,11 +263,34 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
                 config.sr3_row(method), family, None, status="skipped",
                 note="builds on SR3: needs sr3" if family in config.methods
                 else NOT_REQUESTED))
+    outputs += joint_outputs(condition, config, work_dir, progress, log)
     result = ConditionResult(condition, outputs, train_seconds=train_seconds,
                              device=device_label(device))
     halfmap_inputs(result, config)
     score(result, config, log)
     return result
+
+
+def joint_outputs(condition: Condition, config: BenchmarkConfig, work_dir: Path,
+                  progress: bool, log: Callable[[str], None]) -> list[MethodOutput]:
+    """The ``sr3-joint`` rows (:mod:`cryodiff.benchmark.sr3_joint`): trained and applied
+    once per training seed, skipped when not requested, failed (with the error) when the
+    training or the readout fails."""
+    from cryodiff.benchmark.sr3_joint import FAMILY, ROW, SSIM_FAMILY, SSIM_ROW, run_sr3_joint
+
+    names = ((ROW, FAMILY), (SSIM_ROW, SSIM_FAMILY))
+    if "sr3-joint" not in config.methods:
+        return [MethodOutput(name, family, None, status="skipped", note=NOT_REQUESTED)
+                for name, family in names]
+    start = time.perf_counter()
+    try:
+        outputs = run_sr3_joint(condition, config, work_dir, progress)
+    except Exception as error:  # the rows already measured stay in the table
+        line = traceback.format_exception_only(type(error), error)[-1].strip()
+        outputs = [MethodOutput(name, family, None, status="failed", note=line[:300])
+                   for name, family in names]
+    log(f"  sr3-joint: {outputs[-1].status} ({time.perf_counter() - start:.0f} s)")
+    return outputs
 
 
 def baseline_output(name: str, condition: Condition, config: BenchmarkConfig,

@@ -44,8 +44,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="methods to leave out (they appear in the table as skipped)")
     chosen.add_argument("--only", nargs="+", metavar="METHOD",
                         help="run only these methods (the others appear as skipped); "
-                             "sr3-x0ft, sr3-x0ft-ssim and the SR3-sized supervised-large-*-2x "
-                             "rows run only when named here")
+                             "sr3-x0ft, sr3-x0ft-ssim, sr3-joint and the SR3-sized "
+                             "supervised-large-*-2x rows run only when named here")
     parser.add_argument("--checkpoint", metavar="RUN|CKPT",
                         help="use this trained SR3 run instead of training one per condition")
     parser.add_argument("--train-steps", type=int, help="optimiser steps of every trained method")

@@ -147,9 +147,10 @@ def summary(seed_rows: list[dict]) -> dict:
             "sr3_devices": sorted({r["sr3_device"] for r in seed_rows if "sr3_device" in r})}
 
 
-def cell(row: dict) -> str:
-    spread = f" ± {row['psnr_sd']:.2f}" if row["psnr_sd"] is not None else ""
-    return f"{row['psnr']:.2f}{spread} / {row['ssim']:.3f}"
+def cell(row: dict, digits: int = 2) -> str:
+    """PSNR (dB) [± seed SD] to ``digits`` decimals / SSIM to one more."""
+    spread = f" ± {row['psnr_sd']:.{digits}f}" if row["psnr_sd"] is not None else ""
+    return f"{row['psnr']:.{digits}f}{spread} / {row['ssim']:.{digits + 1}f}"
 
 
 def seeds(row: dict) -> str:

@@ -124,3 +124,50 @@ def test_a_failed_training_fails_both_rows_with_the_error(tmp_path, monkeypatch)
     rows = joint_outputs(make_condition("phantom", 0.1, config), config, tmp_path, False,
                          lambda _: None)
     assert [(r.status, r.note) for r in rows] == [("failed", "RuntimeError: out of memory")] * 2
+
+
+def test_train_sr3_resumes_across_checkpoint_counts_and_restarts_a_changed_recipe(
+        tmp_path, monkeypatch):
+    """How many checkpoints a run keeps is not what it learns: an interrupted run continues
+    under another count; a run of another recipe (here the learning rate) starts afresh."""
+    from cryodiff.benchmark.conditions import make_condition
+    from cryodiff.benchmark.methods import train_sr3
+    from cryodiff.benchmark.sr3_joint import joint_train_config
+    from cryodiff.training import loop
+    from cryodiff.training.checkpoint import latest_checkpoint, load_checkpoint
+    from cryodiff.training.config import TrainConfig
+
+    config = _config().for_training_seed(0)
+    condition = make_condition("phantom", 0.1, config)
+    joint = dataclasses.replace(joint_train_config(config, condition), checkpoint_every=2)
+    run_dir, train = tmp_path / "run", loop.train
+    monkeypatch.setattr(loop, "train", lambda *args, **kwargs: train(*args, stop_at=4, **kwargs))
+    train_sr3(condition, config, run_dir, False, train_config=joint, postprocessor=False)
+    monkeypatch.undo()  # killed after step 4: checkpoints at steps 2 and 4
+    first = run_dir / "checkpoints" / "step_00000002.pt"
+    mtime = first.stat().st_mtime_ns
+    train_sr3(condition, config, run_dir, False,
+              train_config=dataclasses.replace(joint, keep_checkpoints=9), postprocessor=False)
+    assert first.stat().st_mtime_ns == mtime  # continued from step 4, not restarted
+    assert load_checkpoint(latest_checkpoint(run_dir))["step"] == joint.steps == 6
+    other = dataclasses.replace(joint, lr=joint.lr / 2, keep_checkpoints=9)
+    train_sr3(condition, config, run_dir, False, train_config=other, postprocessor=False)
+    assert first.stat().st_mtime_ns != mtime  # retrained from scratch, to the end
+    latest = load_checkpoint(latest_checkpoint(run_dir))
+    assert latest["step"] == joint.steps and TrainConfig.from_json(latest["config"]) == other
+
+
+def test_a_seed_that_fails_fails_the_rows_naming_it(tmp_path, monkeypatch):
+    from cryodiff.benchmark import sr3_joint
+    from cryodiff.benchmark.conditions import make_condition
+
+    def broken(condition, config, run_dir, *args, **kwargs):
+        raise RuntimeError(f"disk full in {run_dir.name}")
+
+    monkeypatch.setattr(sr3_joint, "train_sr3", broken)
+    config = _config(training_seeds=(3, 4))
+    rows = sr3_joint.run_sr3_joint(make_condition("phantom", 0.1, config), config, tmp_path)
+    assert [(r.method, r.status) for r in rows] == [("sr3v-joint_1", "failed"),
+                                                    ("sr3v-joint-ssim_1", "failed")]
+    assert rows[0].note == ("training seed 3: RuntimeError: disk full in "
+                            "sr3joint_phantom_snr0.1_seed3")

@@ -58,6 +58,8 @@ def test_speed_options_do_not_block_a_resume():
     config = tiny_config()
     assert _resumable(config, dataclasses.replace(config, channels_last=True, compile="default",
                                                   simulate_on_device=True))
+    # nor does keeping more or fewer checkpoints (nothing the network learns)
+    assert _resumable(config, dataclasses.replace(config, keep_checkpoints=9))
     assert not _resumable(config, dataclasses.replace(config, lr=config.lr * 2))
 
 

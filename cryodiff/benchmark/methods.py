@@ -325,7 +325,9 @@ def train_sr3(condition: Condition, config: BenchmarkConfig, run_dir: Path,
 
     SR3 trains on the training split, as the other trained methods, and validates on the
     validation split. ``train_config``: the network's configuration if not SR3's
-    (:func:`sr3_train_config`; e.g. sr3-joint's); ``postprocessor=False`` trains none.
+    (:func:`sr3_train_config`; e.g. sr3-joint's); ``postprocessor=False`` trains none. A
+    run trained with another configuration (the number of checkpoints kept aside) or other
+    data is deleted and trained afresh.
     Returns ``(Denoiser, train_seconds)``: SR3's training time over every session that
     trained it plus the post-processor's, as recorded in ``RUN/train_seconds.json``.
     """

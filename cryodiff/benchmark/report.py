@@ -87,7 +87,8 @@ ASSUMPTIONS = {
                      f"with an SSIM term beside the squared error (L2 + {SSIM_WEIGHT:g} · (1 − "
                      "SSIM)), for the flat background that SSIM rewards (v-runs only).",
     "sr3-joint": "one v-network of SR3's size trained once, for SR3's and the sr3-x0ft "
-                 "fine-tuning's steps together, on SR3's objective (L2 on v) with "
+                 "fine-tuning's steps together, on SR3's diffusion objective on v with "
+                 "the squared error (SR3's rows: L1) and "
                  f"{JOINT_SHARE:g} of every batch on its own one-pass x̂₀ from pure noise "
                  "(L2): it samples as SR3 and reads out the posterior mean in one pass; "
                  "scored as that readout, with no post-processor or fine-tuning.",

@@ -230,7 +230,8 @@ def run_condition(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     """Run every method of ``config`` on ``condition`` and score it.
 
     The learnt methods run once per training seed (trained baselines cached in
-    ``work_dir/baselines/seed<S>``, SR3 runs in ``work_dir/sr3_<condition>_seed<S>``); with a
+    ``work_dir/baselines/seed<S>``, SR3 runs in ``work_dir/sr3_<condition>_seed<S>``, the
+    sr3-joint networks in ``work_dir/sr3joint_<condition>_seed<S>``); with a
     ``checkpoint``, SR3 and the rows built on it (:data:`REFINED_ROWS`) use it under the first
     training seed only.
     """

@@ -1,7 +1,8 @@
 """``sr3-joint``: one v-network trained on SR3's objective and on its own one-pass readout.
 
 The rows ``sr3v-joint_1`` and ``sr3v-joint-ssim_1`` (issue 16): a v-predicting SR3 network
-(SR3's architecture and recipe, the squared error on v) whose every batch gives the share
+(SR3's architecture and recipe, with the squared error on v instead of SR3's L1) whose every
+batch gives the share
 :data:`JOINT_SHARE` of its rows to the one-pass readout instead
 (:func:`cryodiff.diffusion.readout_rows`; ``cryodiff train --readout-fraction``): those rows
 see pure noise at the noisiest level and are scored by the squared error of their x̂₀, the
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import traceback
 from pathlib import Path
 
 from cryodiff.benchmark.conditions import Condition
@@ -67,7 +69,8 @@ def _seed_rows(condition: Condition, config: BenchmarkConfig, run_dir: Path,
     readout = dataclasses.replace(
         one_pass_row(denoiser, noisy, config, train_seconds), method=ROW, family=FAMILY,
         note=f"one v-network trained {train_config.steps} steps × {train_config.batch_size} "
-        f"(SR3's + the sr3-x0ft fine-tuning's budget) on SR3's objective (L2 on v) with "
+        f"(SR3's + the sr3-x0ft fine-tuning's budget) on SR3's diffusion objective on v "
+        f"with the squared error (SR3's rows: L1) and "
         f"{JOINT_SHARE:g} of every batch on its one-pass x̂₀ at the noisiest level (L2); "
         f"read out in one pass from pure noise{tail}")
     base = x0ft_recipe(train_config_for(config, condition))
@@ -99,7 +102,14 @@ def run_sr3_joint(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     """``sr3v-joint_1`` and ``sr3v-joint-ssim_1`` on the 2D test particles, trained once per
     training seed (in :func:`run_dir_for`, resuming an interrupted run) and combined over
     seeds."""
-    seeds = config.training_seeds
-    runs = [_seed_rows(condition, config.for_training_seed(seed),
-                       run_dir_for(condition, work_dir, seed), progress) for seed in seeds]
+    seeds, runs = config.training_seeds, []
+    for seed in seeds:
+        try:
+            runs.append(_seed_rows(condition, config.for_training_seed(seed),
+                                   run_dir_for(condition, work_dir, seed), progress))
+        except Exception as error:  # this seed's rows fail, naming it; the others are kept
+            line = traceback.format_exception_only(type(error), error)[-1].strip()
+            runs.append({name: MethodOutput(name, family, None, status="failed",
+                                            note=line[:300])
+                         for name, family in ((ROW, FAMILY), (SSIM_ROW, SSIM_FAMILY))})
     return combine_seed_rows(runs, seeds, config.n_test_2d)

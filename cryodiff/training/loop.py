@@ -189,10 +189,12 @@ def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _resumable(saved: TrainConfig, config: TrainConfig) -> bool:
-    """A run may be resumed with a different length, device, precision or speed options."""
+    """A run may be resumed with a different length, device, precision, speed options or
+    number of checkpoints kept."""
     free = {"steps": config.steps, "device": config.device, "amp": config.amp,
             "channels_last": config.channels_last, "compile": config.compile,
-            "simulate_on_device": config.simulate_on_device}
+            "simulate_on_device": config.simulate_on_device,
+            "keep_checkpoints": config.keep_checkpoints}
     return saved.to_dict() | free == config.to_dict() | free
 
 
@@ -218,7 +220,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, data: TrainingData, *
     """Train the SR3 U-Net on ``data`` into ``run_dir`` for ``config.steps`` steps.
 
     ``resume`` continues from the run's latest checkpoint (its configuration must match
-    ``config`` except for ``steps``, ``device`` and ``amp``). ``stop_at`` ends the loop after
+    ``config`` except for the length, device, precision, speed options and number of
+    checkpoints kept: :func:`_resumable`). ``stop_at`` ends the loop after
     that many steps without a final checkpoint, as if the run had been killed (used by the
     resume test). ``on_log(row)`` sees each metrics row (the notebook's live loss plot).
     Writes ``config.json``, ``metrics.csv``/``metrics.json`` and ``checkpoints/``.

@@ -45,7 +45,8 @@ def lever_rows(path: Path) -> tuple[dict, dict[str, dict]]:
     settings = {"sr3_loss": data.get("sr3_loss", "l1") or "— (no SR3)",
                 "sr3_steps": data.get("sr3_steps", data.get("sr3_step")),
                 "finetune_steps": data["finetune_steps"],
-                "readout_fraction": data.get("readout_fraction", 0.0)}
+                "readout_fraction": data.get("readout_fraction", 0.0),
+                "training_seed": data.get("training_seed", 0)}
     return settings, rows
 
 
@@ -146,7 +147,8 @@ def table() -> list[str]:
                          f"{cell(ours_row)} | 0 | {gap(ours_row, peer[PEER])} | "
                          f"{gap_or_missing(ours_row, peer_seeds)} | "
                          f"{gap_or_missing(ours_row, direct)} | — | yes |")
-        levers = sorted(((path, *lever_rows(path)) for path in files),
+        levers = sorted((lever for lever in ((path, *lever_rows(path)) for path in files)
+                         if lever[1]["training_seed"] == 0),  # other seeds: joint_table.py
                         key=lambda lever: (lever[1]["sr3_steps"], lever[1]["sr3_loss"],
                                            lever[1]["readout_fraction"]))
         for path, settings, rows in levers:
@@ -174,7 +176,8 @@ def main(argv: list[str]) -> int:
               "fine-tunes SR3's initial weights (`--from-step 0`): no diffusion training. A row "
               "with a readout share trains one network for all 8,000 steps, that share of every "
               "batch on the readout and the rest on SR3's objective (`--readout-fraction`), "
-              "without fine-tuning; its draws are scored too. "
+              "without fine-tuning; its draws are scored too (its files of training seeds 1 "
+              "and 2 are ranked by `benchmarks/joint_table.py`, not here). "
               "Every row "
               "trains 8,000 steps (SR3 + fine-tuning) and the 400-step SSIM stage; one "
               "training seed, so a gap within the rows' seed SD (≤ 0.021 dB, "

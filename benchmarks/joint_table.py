@@ -30,7 +30,7 @@ import torch
 
 from cryodiff.training.config import get_preset
 from x0ft_table import (OWN_ONE_PASS, RESULTS, SECTION_4, cell, conditions, gap, load_rows,
-                        section_4_rows, seeds, summary)
+                        section_4_rows, seeds, summary, write_table)
 
 OURS, READOUT = "sr3v-joint-ssim_1", "sr3v-joint_1"
 NAMES = {"x0ft": READOUT, "x0ft-ssim": OURS}  # x0ft_levers.py's rows → the benchmark's
@@ -142,7 +142,6 @@ def main(argv: list[str]) -> int:
     columns = {name: cells for name in FOLDERS if (cells := column(name)) is not None}
     if not columns:
         raise SystemExit("no condition has a share-0.9 file yet")
-    keys = list(next(iter(columns.values())))
     lines = [f"# `{OURS}` at `cpu-small` against every row measured there (issue 16)", "",
              f"Written by `python benchmarks/joint_table.py {' '.join(argv)}`. PSNR (dB) [± SD "
              "over training seeds] / SSIM, 128 test particles; gaps paired image by image "
@@ -154,15 +153,9 @@ def main(argv: list[str]) -> int:
              "PSNR: below no other row by more than the larger seed SD of the two (no "
              "allowance where both have one seed) and above every pre-protocol (§4) row; "
              "best SSIM: above every other row and §4 row. The share 0.9 was chosen after "
-             "shares 0.5 and 0.9 were compared on two of these test sets (first row).", "",
-             "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {key} | " + " | ".join(c[key] for c in columns.values()) + " |"
-              for key in keys]
-    missing = [name for name in FOLDERS if name not in columns]
-    if missing:
-        lines += ["", "Not measured yet: " + ", ".join(missing) + "."]
-    Path(argv[0]).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+             "shares 0.5 and 0.9 were compared on two of these test sets (first row).", ""]
+    write_table(Path(argv[0]), lines, columns,
+                [name for name in FOLDERS if name not in columns], "Not measured yet")
     return 0
 
 

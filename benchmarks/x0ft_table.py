@@ -243,7 +243,6 @@ def main(argv: list[str]) -> int:
                if all((RESULTS / f).is_file() for f in spec[0])}
     if not columns:
         raise SystemExit("no condition has its x0ft rows yet")
-    keys = list(next(iter(columns.values())))
     lines = [f"# `{ours}` at `cpu-small` against every row measured there", "",
              f"Written by `python benchmarks/x0ft_table.py {' '.join(argv)}` from the files it "
              "names (`conditions`). PSNR (dB) [± SD over training seeds] / SSIM, 128 test "
@@ -256,16 +255,25 @@ def main(argv: list[str]) -> int:
              "PSNR averaged over them. The (§4) rows are those of the pre-protocol runs of "
              "docs/benchmarks.md section 4 (the same particles, no per-image PSNR stored, so "
              "unpaired and with no tie allowance). Rows scored on fewer images (BM3D, 250 "
-             "steps) are not ranked.", "",
-             "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+             "steps) are not ranked.", ""]
+    write_table(Path(argv[0]), lines, columns,
+                [name for name in table if name not in columns], "Not measured")
+    return 0
+
+
+def write_table(out: Path, header: list[str], columns: dict[str, dict[str, str]],
+                missing: list[str], missing_label: str) -> None:
+    """``header``, then one Markdown column per condition of ``columns`` (each a row key →
+    cell dict, the same keys in each), then ``missing_label: …`` for the conditions without
+    one; written to ``out`` and printed."""
+    keys = list(next(iter(columns.values())))
+    lines = header + ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += [f"| {key} | " + " | ".join(c[key] for c in columns.values()) + " |"
               for key in keys]
-    missing = [name for name in table if name not in columns]
     if missing:
-        lines += ["", "Not measured: " + ", ".join(missing) + "."]
-    Path(argv[0]).write_text("\n".join(lines) + "\n")
+        lines += ["", f"{missing_label}: " + ", ".join(missing) + "."]
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

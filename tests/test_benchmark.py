@@ -433,3 +433,14 @@ def test_half_map_and_truth_readings_of_every_3d_set(tiny_run):
     text = (out / "results.md").read_text()
     assert "half-map FSC-0.143 (Å)" in text and "phase randomisation" in text
     assert (out / "fsc_halfmap_vs_truth.png").stat().st_size > 1000
+
+
+def test_a_failed_row_names_the_error_on_one_line_and_has_no_images():
+    error = RuntimeError("CUDA out of memory.\n  Tried to allocate " + "x" * 400)
+    row = bench_methods.failed_output("sr3v-joint_1", "sr3-joint", error)
+    assert (row.method, row.family, row.images, row.status) == ("sr3v-joint_1", "sr3-joint",
+                                                                 None, "failed")
+    expected = "RuntimeError: CUDA out of memory. Tried to allocate " + "x" * 400
+    assert row.note == expected[:300]  # one line: a markdown table cell cannot hold two
+    nested = bench_methods.failed_output("bm3d", "bm3d", ValueError("sigma must be > 0"))
+    assert nested.note == "ValueError: sigma must be > 0"

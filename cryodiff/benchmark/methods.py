@@ -62,6 +62,15 @@ class MethodOutput:
     note: str = ""
 
 
+def failed_output(method: str, family: str, error: BaseException) -> MethodOutput:
+    """A failed row whose note is the error's type and message on one line (at most 300
+    characters, so the table stays a table), a crashing method showing in the table
+    instead of ending the run."""
+    message = traceback.format_exception_only(type(error), error)[-1]
+    return MethodOutput(method, family, None, status="failed",
+                        note=" ".join(message.split())[:300])
+
+
 def train_config_for(config: BenchmarkConfig, condition: Condition) -> TrainConfig:
     """The training preset every trained method shares, at the condition's box and SNR,
     seeded with ``config.training_seed`` (the data keep ``config.seed``)."""
@@ -222,8 +231,7 @@ def run_baseline(name: str, condition: Condition, config: BenchmarkConfig,
     except CryodiffError as error:
         return MethodOutput(name, name, None, status="skipped", note=str(error))
     except Exception as error:  # a peer crashing must show in the table, not end the run
-        line = traceback.format_exception_only(type(error), error)[-1].strip()
-        return MethodOutput(name, name, None, status="failed", note=line[:300])
+        return failed_output(name, name, error)
     note = _baseline_note(name, baseline)
     if ensemble:
         note += f"; {SELF_ENSEMBLE_NOTE}"
@@ -478,8 +486,6 @@ def run_sr3(denoiser, condition: Condition, config: BenchmarkConfig,
         try:
             rows.append(one_pass_row(denoiser, test.noisy[:n], config, train_seconds))
         except Exception as error:  # the SR3 rows already measured stay in the table
-            line = traceback.format_exception_only(type(error), error)[-1].strip()
-            rows.append(MethodOutput(config.sr3_row("sr3-x0_1"), "sr3-x0", None,
-                                     status="failed", note=line[:300]))
+            rows.append(failed_output(config.sr3_row("sr3-x0_1"), "sr3-x0", error))
     return rows
 

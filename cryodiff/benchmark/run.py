@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,8 @@ from cryodiff.benchmark.evaluate import (finite_or_none, fsc_to_truth, halfmap_f
                                          paired_difference, reconstruct_halves,
                                          reconstruct_split, reconstruct_with_pose_search)
 from cryodiff.benchmark.methods import (TRAINED_BASELINES, MethodOutput, blend_row,
-                                        noisy_output, run_baseline, run_sr3, train_sr3)
+                                        failed_output, noisy_output, run_baseline, run_sr3,
+                                        train_sr3)
 from cryodiff.benchmark.seed_merge import CHECKPOINT_NOTE
 from cryodiff.benchmark.seeds import (SeededOutput, combine_seed_rows, combine_seeds,
                                       images_per_seed, per_image_psnr, seed_metrics,
@@ -287,9 +287,7 @@ def joint_outputs(condition: Condition, config: BenchmarkConfig, work_dir: Path,
     try:
         outputs = run_sr3_joint(condition, config, work_dir, progress)
     except Exception as error:  # the rows already measured stay in the table
-        line = traceback.format_exception_only(type(error), error)[-1].strip()
-        outputs = [MethodOutput(name, family, None, status="failed", note=line[:300])
-                   for name, family in names]
+        outputs = [failed_output(name, family, error) for name, family in names]
     log(f"  sr3-joint: {outputs[-1].status} ({time.perf_counter() - start:.0f} s)")
     return outputs
 
@@ -371,9 +369,7 @@ def _sr3_rows(condition: Condition, config: BenchmarkConfig, work_dir: Path,
         try:
             rows += run(denoiser, condition, config, rows, cache_dir=run_dir)
         except Exception as error:  # the SR3 rows already measured stay in the table
-            line = traceback.format_exception_only(type(error), error)[-1].strip()
-            rows.append(MethodOutput(config.sr3_row(method), family, None, status="failed",
-                                     note=line[:300]))
+            rows.append(failed_output(config.sr3_row(method), family, error))
         log(f"  {family} (training seed {seed}) trained and applied "
             f"({time.perf_counter() - start:.0f} s)")
     blend = blend_row(rows, config)

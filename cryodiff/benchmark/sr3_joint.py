@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import traceback
 from pathlib import Path
 
 from cryodiff.benchmark.conditions import Condition
 from cryodiff.benchmark.config import BenchmarkConfig
-from cryodiff.benchmark.methods import (SELF_ENSEMBLE_NOTE, MethodOutput, one_pass_row,
-                                        train_config_for, train_sr3)
+from cryodiff.benchmark.methods import (SELF_ENSEMBLE_NOTE, MethodOutput, failed_output,
+                                        one_pass_row, train_config_for, train_sr3)
 from cryodiff.benchmark.post_cache import post_key, trained_post, training_particles
 from cryodiff.benchmark.seeds import combine_seed_rows
 from cryodiff.models.unet import SR3UNet
@@ -108,8 +107,6 @@ def run_sr3_joint(condition: Condition, config: BenchmarkConfig, work_dir: Path,
             runs.append(_seed_rows(condition, config.for_training_seed(seed),
                                    run_dir_for(condition, work_dir, seed), progress))
         except Exception as error:  # this seed's rows fail, naming it; the others are kept
-            line = traceback.format_exception_only(type(error), error)[-1].strip()
-            runs.append({name: MethodOutput(name, family, None, status="failed",
-                                            note=line[:300])
+            runs.append({name: failed_output(name, family, error)
                          for name, family in ((ROW, FAMILY), (SSIM_ROW, SSIM_FAMILY))})
     return combine_seed_rows(runs, seeds, config.n_test_2d)

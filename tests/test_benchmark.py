@@ -442,5 +442,5 @@ def test_a_failed_row_names_the_error_on_one_line_and_has_no_images():
                                                                  None, "failed")
     expected = "RuntimeError: CUDA out of memory. Tried to allocate " + "x" * 400
     assert row.note == expected[:300]  # one line: a markdown table cell cannot hold two
-    nested = bench_methods.failed_output("bm3d", "bm3d", ValueError("sigma must be > 0"))
-    assert nested.note == "ValueError: sigma must be > 0"
+    short = bench_methods.failed_output("bm3d", "bm3d", ValueError("sigma must be > 0"))
+    assert short.note == "ValueError: sigma must be > 0"
